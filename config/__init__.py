@@ -1,0 +1,1 @@
+"""Settings (environment and command line) and the app definition."""

@@ -1,0 +1,109 @@
+"""The data REST API: /api/data/{entity} and /api/data/{entity}/{id}."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import ujson
+
+from actorbase.errors import InvalidArgument, NotFound
+from actors.transactor import submit
+from handlers.base import ApiHandler
+from store import permissions
+from store.mutations import Op, Outcome, data_op, new_id
+from store.query.ast import TRUE
+from store.query.parse import parse_order, parse_where
+from store.rows import check_entity, check_id
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 1000
+
+
+class _DataHandler(ApiHandler):
+    async def mutate(self, ops: list[Op]) -> Outcome:
+        """Send `ops` to the transactor and wait, off the loop, for COMMIT."""
+        return await asyncio.wrap_future(submit(self.ctx.transactor, ops, self.require_auth()))
+
+
+class EntityHandler(_DataHandler):
+    """GET lists rows (limit, offset, order, where); POST creates one."""
+
+    async def get(self, entity: str) -> None:
+        principal = self.require_auth()
+        check_entity(entity)
+        limit = _int_arg(
+            self.get_query_argument("limit", None), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT
+        )
+        offset = _int_arg(self.get_query_argument("offset", None), "offset", 0, 0, 10**9)
+        raw_order = self.get_query_argument("order", None)
+        order = parse_order(raw_order) if raw_order is not None else ()
+        raw_where = self.get_query_argument("where", None)
+        where = parse_where(_json_arg(raw_where, "where")) if raw_where is not None else TRUE
+        where = permissions.restrict(principal, entity, where)
+
+        def read(txn):
+            return txn.select(entity, where, order, limit, offset), txn.count(entity, where)
+
+        rows, total = await self.ctx.reads.read(read)
+        self.send(
+            {
+                "data": [r.to_wire() for r in rows],
+                "total": total,
+                "hasMore": offset + len(rows) < total,
+            }
+        )
+
+    async def post(self, entity: str) -> None:
+        check_entity(entity)
+        body = self.json_object()
+        id = check_id(body["id"], "id") if "id" in body else new_id()
+        outcome = await self.mutate([data_op("create", entity, id, body)])
+        self.send({"data": outcome.rows[0], "tx": outcome.tx}, status=201)
+
+
+class RowHandler(_DataHandler):
+    """GET, PATCH (merge) and DELETE one row."""
+
+    async def get(self, entity: str, id: str) -> None:
+        principal = self.require_auth()
+        check_entity(entity)
+        check_id(id)
+        row = await self.ctx.reads.read(lambda txn: txn.get(entity, id))
+        if row is None or not permissions.can_read(principal, row):
+            raise NotFound(f"{entity}/{id} not found")
+        self.send({"data": row.to_wire()})
+
+    async def patch(self, entity: str, id: str) -> None:
+        check_entity(entity)
+        check_id(id)
+        body = self.json_object()
+        if "id" in body and body["id"] != id:
+            raise InvalidArgument("id: cannot change a row's id")
+        outcome = await self.mutate([data_op("merge", entity, id, body)])
+        self.send({"data": outcome.rows[0], "tx": outcome.tx})
+
+    async def delete(self, entity: str, id: str) -> None:
+        check_entity(entity)
+        check_id(id)
+        await self.mutate([Op("delete", entity, id)])
+        self.no_content()
+
+
+def _int_arg(raw: str | None, name: str, default: int, lo: int, hi: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidArgument(f"{name}: must be a whole number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise InvalidArgument(f"{name}: must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _json_arg(raw: str, name: str) -> Any:
+    try:
+        return ujson.loads(raw)
+    except ValueError:
+        raise InvalidArgument(f"{name}: is not valid JSON") from None

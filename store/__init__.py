@@ -1,0 +1,1 @@
+"""Persistence and the data language: backends, migrations, rows, queries, rules."""

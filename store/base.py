@@ -1,0 +1,164 @@
+"""The store interface both backends share, and the SQL they have in common.
+
+`Txn` wraps one DB-API connection inside a transaction; reads get a snapshot
+(`Store.read`), the transactor alone gets the write transaction (`Store.write`).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import ujson
+
+from store.dialect import Dialect
+from store.query.ast import TRUE, Node, OrderKey
+from store.query.sql import order_sql, where_sql
+from store.rows import Row, dumps
+
+T = TypeVar("T")
+
+_COLUMNS = "id, {json_out}, created_at, updated_at, user_id"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Txn:
+    """Row operations inside one open transaction on one connection.
+
+    Not thread-safe: a Txn lives on the thread that opened it.
+    """
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self._columns = _COLUMNS.format(json_out=dialect.json_out)
+        self._savepoints = itertools.count()
+
+    def execute(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> Any:
+        return self.conn.execute(self.dialect.sql(sql), params)
+
+    def _row(self, entity: str, record: tuple[Any, ...]) -> Row:
+        data = record[1]
+        return Row(
+            entity,
+            record[0],
+            ujson.loads(data) if isinstance(data, str) else data,
+            record[2],
+            record[3],
+            record[4],
+        )
+
+    def get(self, entity: str, id: str) -> Row | None:
+        record = self.execute(
+            f"SELECT {self._columns} FROM ab_rows WHERE entity = ? AND id = ?", (entity, id)
+        ).fetchone()
+        return None if record is None else self._row(entity, record)
+
+    def select(
+        self,
+        entity: str,
+        where: Node = TRUE,
+        order: tuple[OrderKey, ...] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Row]:
+        params: list[Any] = [entity]
+        cond = where_sql(where, self.dialect, params)
+        sort = order_sql(order, self.dialect, params)
+        sql = f"SELECT {self._columns} FROM ab_rows WHERE entity = ? AND {cond} ORDER BY {sort}"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params.extend([limit, offset])
+        return [self._row(entity, r) for r in self.execute(sql, params).fetchall()]
+
+    def count(self, entity: str, where: Node = TRUE) -> int:
+        params: list[Any] = [entity]
+        cond = where_sql(where, self.dialect, params)
+        sql = f"SELECT count(*) FROM ab_rows WHERE entity = ? AND {cond}"
+        return int(self.execute(sql, params).fetchone()[0])
+
+    def last_tx(self) -> int:
+        return int(self.execute("SELECT value FROM ab_counters WHERE name = 'tx'").fetchone()[0])
+
+    # -- writes (transactor only) --------------------------------------------------------
+
+    def insert(self, row: Row, tx: int) -> None:
+        self.execute(
+            "INSERT INTO ab_rows (entity, id, data, created_at, updated_at, user_id, tx) "
+            f"VALUES (?, ?, {self.dialect.json_in}, ?, ?, ?, ?)",
+            (row.entity, row.id, dumps(row.data), row.created_at, row.updated_at, row.user_id, tx),
+        )
+
+    def update(self, row: Row, tx: int) -> None:
+        self.execute(
+            f"UPDATE ab_rows SET data = {self.dialect.json_in}, updated_at = ?, user_id = ?, "
+            "tx = ? WHERE entity = ? AND id = ?",
+            (dumps(row.data), row.updated_at, row.user_id, tx, row.entity, row.id),
+        )
+
+    def delete(self, entity: str, id: str) -> None:
+        self.execute("DELETE FROM ab_rows WHERE entity = ? AND id = ?", (entity, id))
+
+    def next_tx(self) -> int:
+        """Take the next tx id. On PostgreSQL the counter row stays locked until
+        COMMIT, so ids follow commit order across processes."""
+        return int(
+            self.execute(
+                "UPDATE ab_counters SET value = value + 1 WHERE name = 'tx' RETURNING value"
+            ).fetchone()[0]
+        )
+
+    def log(self, tx: int, changes: list[dict[str, Any]]) -> None:
+        self.execute(
+            f"INSERT INTO ab_tx (tx, committed_at, changes) VALUES (?, ?, {self.dialect.json_in})",
+            (tx, now_ms(), dumps(changes)),
+        )
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo just this block on error, keeping the rest of the transaction."""
+        name = f"sp{next(self._savepoints)}"
+        self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self.execute(f"RELEASE SAVEPOINT {name}")
+
+
+class Store(abc.ABC):
+    """A backend. `read` may be called from many threads; `write` from one."""
+
+    dialect: Dialect
+    label: str
+    """"sqlite" or "postgresql", as /api/admin/health names it."""
+    integrity_errors: tuple[type[Exception], ...]
+    """The driver's constraint-violation errors (a duplicate key is a CONFLICT)."""
+
+    @abc.abstractmethod
+    def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied."""
+
+    @abc.abstractmethod
+    def read(self, fn: Callable[[Txn], T]) -> T:
+        """Run `fn` in a read-only snapshot on the calling thread (a pool thread)."""
+
+    @abc.abstractmethod
+    def write(self) -> contextlib.AbstractContextManager[Txn]:
+        """A write transaction, committed when the block exits cleanly."""
+
+    @abc.abstractmethod
+    def ping(self) -> bool:
+        """Whether the database answers now."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,98 @@
+"""PostgreSQL backend: psycopg 3 with a connection pool, rows as JSONB.
+
+Reads run in REPEATABLE READ READ ONLY transactions (one snapshot per read);
+the write connection is separate from the read pool so a long read never delays
+a commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import psycopg
+import psycopg_pool
+
+from store import migrations
+from store.base import Store, Txn
+from store.dialect import PostgresDialect
+
+T = TypeVar("T")
+
+_MIGRATION_LOCK = 7_700_001
+"""Advisory lock id: several nodes starting at once migrate one at a time."""
+
+
+class PostgresStore(Store):
+    label = "postgresql"
+    integrity_errors = (psycopg.IntegrityError,)
+
+    def __init__(self, url: str, read_threads: int) -> None:
+        self.dialect = PostgresDialect()
+        self.url = url.replace("postgres://", "postgresql://", 1)
+        self._pool = psycopg_pool.ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=read_threads,
+            kwargs={"autocommit": True},
+            open=False,
+            timeout=30,
+        )
+        self._pool.open(wait=True, timeout=30)
+        self._writer: psycopg.Connection | None = None
+        self._writer_lock = threading.Lock()
+
+    def migrate(self) -> list[int]:
+        with self.write() as txn:
+            txn.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+            txn.execute("CREATE TABLE IF NOT EXISTS ab_migrations (version INTEGER PRIMARY KEY)")
+            done = {r[0] for r in txn.execute("SELECT version FROM ab_migrations").fetchall()}
+            applied = []
+            for version, statements in migrations.POSTGRES:
+                if version in done:
+                    continue
+                for statement in statements:
+                    txn.execute(statement)
+                txn.execute("INSERT INTO ab_migrations (version) VALUES (?)", (version,))
+                applied.append(version)
+            return applied
+
+    def read(self, fn: Callable[[Txn], T]) -> T:
+        with self._pool.connection() as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                return fn(Txn(conn, self.dialect))
+            finally:
+                conn.execute("COMMIT")
+
+    def _writer_conn(self) -> psycopg.Connection:
+        if self._writer is None or self._writer.closed or self._writer.broken:
+            self._writer = psycopg.connect(self.url, autocommit=True)
+        return self._writer
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Txn]:
+        with self._writer_lock:
+            conn = self._writer_conn()
+            conn.execute("BEGIN")
+            try:
+                yield Txn(conn, self.dialect)
+            except BaseException:
+                if not conn.broken:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def ping(self) -> bool:
+        try:
+            return self.read(lambda t: t.execute("SELECT 1").fetchone()[0] == 1)
+        except (psycopg.Error, psycopg_pool.PoolTimeout):
+            return False
+
+    def close(self) -> None:
+        self._pool.close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -1,0 +1,20 @@
+"""Who is asking: the admin token, a signed-in user, or nobody."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller as rules see it (`$auth.id`, `$auth.role`, `$auth.claims.*`)."""
+
+    user_id: str | None
+    role: str = "user"
+    claims: dict[str, Any] = dataclasses.field(default_factory=dict)
+    is_admin: bool = False
+    session_id: str | None = None
+
+
+ADMIN = Principal(user_id=None, role="admin", is_admin=True)

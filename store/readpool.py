@@ -1,0 +1,33 @@
+"""Reads go to the store through a bounded thread pool, never on the IOLoop."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import TypeVar
+
+from store.base import Store, Txn
+
+T = TypeVar("T")
+
+
+class ReadPool:
+    """Runs `Store.read` on at most `threads` threads; callers `await` the result."""
+
+    def __init__(self, store: Store, threads: int) -> None:
+        self._store = store
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="read")
+
+    async def read(self, fn: Callable[[Txn], T]) -> T:
+        """`fn` runs in one snapshot on a pool thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._store.read, fn)
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run other blocking store work (ping, account look-ups) on the pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

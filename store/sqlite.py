@@ -1,0 +1,103 @@
+"""SQLite backend: one file under DATA_DIR in WAL mode.
+
+The transactor's thread owns the single write connection; each read-pool thread
+keeps its own read connection (WAL lets readers see a snapshot while the writer
+commits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from store import migrations
+from store.base import Store, Txn
+from store.dialect import SQLiteDialect
+
+T = TypeVar("T")
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///data/x.db`` → ``data/x.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``."""
+    return Path(url.removeprefix("sqlite:///"))
+
+
+class SQLiteStore(Store):
+    label = "sqlite"
+    integrity_errors = (sqlite3.IntegrityError,)
+
+    def __init__(self, url: str) -> None:
+        self.dialect = SQLiteDialect()
+        self.path = path_from_url(url)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._writer: sqlite3.Connection | None = None
+        self._writer_lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a write is acknowledged only once it is on disk, WAL or not.
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def migrate(self) -> list[int]:
+        with self.write() as txn:
+            txn.execute("CREATE TABLE IF NOT EXISTS ab_migrations (version INTEGER PRIMARY KEY)")
+            done = {r[0] for r in txn.execute("SELECT version FROM ab_migrations").fetchall()}
+            applied = []
+            for version, statements in migrations.SQLITE:
+                if version in done:
+                    continue
+                for statement in statements:
+                    txn.execute(statement)
+                txn.execute("INSERT INTO ab_migrations (version) VALUES (?)", (version,))
+                applied.append(version)
+            return applied
+
+    def read(self, fn: Callable[[Txn], T]) -> T:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        conn.execute("BEGIN")
+        try:
+            return fn(Txn(conn, self.dialect))
+        finally:
+            conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Txn]:
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = self._connect()
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Txn(conn, self.dialect)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def ping(self) -> bool:
+        try:
+            return self.read(lambda t: t.execute("SELECT 1").fetchone()[0] == 1)
+        except sqlite3.Error:
+            return False
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._writer = None
