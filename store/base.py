@@ -154,7 +154,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def write(self) -> contextlib.AbstractContextManager[Txn]:
-        """A write transaction, committed when the block exits cleanly."""
+        """The transactor's write transaction, committed when the block exits cleanly."""
+
+    @abc.abstractmethod
+    def transaction(self) -> contextlib.AbstractContextManager[Txn]:
+        """A read-write transaction on the calling (pool) thread, for system tables
+        outside the entity data (accounts, sessions, file metadata). Entity rows are
+        written only by the transactor."""
 
     @abc.abstractmethod
     def ping(self) -> bool:

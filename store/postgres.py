@@ -85,6 +85,18 @@ class PostgresStore(Store):
                 raise
             conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Txn]:
+        with self._pool.connection() as conn:
+            conn.execute("BEGIN")
+            try:
+                yield Txn(conn, self.dialect)
+            except BaseException:
+                if not conn.broken:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
     def ping(self) -> bool:
         try:
             return self.read(lambda t: t.execute("SELECT 1").fetchone()[0] == 1)

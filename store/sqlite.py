@@ -64,10 +64,14 @@ class SQLiteStore(Store):
                 applied.append(version)
             return applied
 
-    def read(self, fn: Callable[[Txn], T]) -> T:
+    def _local_conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
+        return conn
+
+    def read(self, fn: Callable[[Txn], T]) -> T:
+        conn = self._local_conn()
         conn.execute("BEGIN")
         try:
             return fn(Txn(conn, self.dialect))
@@ -87,6 +91,18 @@ class SQLiteStore(Store):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Txn]:
+        conn = self._local_conn()
+        # IMMEDIATE takes the write lock up front; busy waits are bounded by `timeout`.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield Txn(conn, self.dialect)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def ping(self) -> bool:
         try:

@@ -1,0 +1,74 @@
+"""Fixtures: the real server on each backend, and HTTP clients for it.
+
+Every suite that touches the store runs on SQLite and on PostgreSQL; PostgreSQL
+needs TEST_DATABASE_URL (CI sets it) and is skipped without it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.serverproc import ADMIN_TOKEN, Api, PostgresDatabase, ServerProcess
+
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_base_url() -> str | None:
+    return os.environ.get("TEST_DATABASE_URL")
+
+
+def _database_url(backend: str, data_dir: Path, pg_base_url: str | None, dbs: list) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{data_dir / 'actorbase.db'}"
+    if not pg_base_url:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    db = PostgresDatabase(pg_base_url)
+    dbs.append(db)
+    return db.url
+
+
+@pytest.fixture(scope="session")
+def make_server(tmp_path_factory, pg_base_url) -> Iterator:
+    """Factory: `make_server(backend, **env)` starts a server on a fresh database."""
+    servers: list[ServerProcess] = []
+    dbs: list[PostgresDatabase] = []
+
+    def make(backend: str, start: bool = True, **env) -> ServerProcess:
+        data_dir = tmp_path_factory.mktemp(f"ab-{backend}")
+        url = _database_url(backend, data_dir, pg_base_url, dbs)
+        server = ServerProcess(data_dir, url, **env)
+        servers.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in servers:
+        if server.proc is not None:
+            server.stop()
+    for db in dbs:
+        db.drop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def server(make_server, backend) -> ServerProcess:
+    """One server per test module and backend; tests use distinct entities or users."""
+    return make_server(backend)
+
+
+@pytest.fixture
+def admin(server) -> Api:
+    return Api(server.url, ADMIN_TOKEN)
+
+
+@pytest.fixture
+def anon(server) -> Api:
+    return Api(server.url)

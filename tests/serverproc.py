@@ -1,0 +1,147 @@
+"""Run the real actorbase server as a child process, on a fresh database.
+
+Tests speak HTTP/WebSocket/SSE to it exactly as clients do; nothing of ours is
+mocked. A PostgreSQL server gets a database of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+ADMIN_TOKEN = "test-admin-token-" + "x" * 32
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PostgresDatabase:
+    """A throwaway database on the server TEST_DATABASE_URL points at."""
+
+    def __init__(self, base_url: str) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self.base_url = base_url
+        self.name = "ab_test_" + secrets.token_hex(6)
+        with psycopg.connect(base_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        parts = urlsplit(base_url)
+        self.url = urlunsplit(parts._replace(path="/" + self.name))
+
+    def drop(self) -> None:
+        with self._psycopg.connect(self.base_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+class ServerProcess:
+    """`actorbase serve` on a free port; `url` is its base, `stop` sends a signal."""
+
+    def __init__(self, data_dir: Path, database_url: str, **env: Any) -> None:
+        self.data_dir = data_dir
+        self.database_url = database_url
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir / "server.log"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AB_")},
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "DATA_DIR": str(data_dir),
+            "DATABASE_URL": database_url,
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "RATE_LIMIT": "100000",
+            "BCRYPT_ROUNDS": "4",
+            "LOG_LEVEL": "warning",
+            **{k: str(v) for k, v in env.items()},
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> ServerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "actorbase", "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log()}")
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(self.url + "/api/admin/health", timeout=2).status_code == 200:
+                    return self
+            time.sleep(0.05)
+        self.stop(signal.SIGKILL)
+        raise RuntimeError(f"server did not become healthy:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        """Signal the server and wait; returns its exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Api:
+    """A tiny HTTP client bound to a server and a bearer token."""
+
+    def __init__(self, base: str, token: str | None = None) -> None:
+        self.base = base
+        self.token = token
+        self.session = requests.Session()
+
+    def with_token(self, token: str | None) -> Api:
+        return Api(self.base, token)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if self.token is not None and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return self.session.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("POST", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("DELETE", path, **kw)
+
+
+def error_of(response: requests.Response) -> dict[str, Any]:
+    """The seed's error object, checked for shape and agreement with the status."""
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert {"code", "message", "status"} <= set(error), error
+    assert error["status"] == response.status_code, (error, response.status_code)
+    return error
