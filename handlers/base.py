@@ -24,6 +24,7 @@ from actorbase.errors import (
     RateLimited,
     Unauthenticated,
 )
+from handlers.ratelimit import Verdict
 from store.principal import ADMIN, Principal
 
 logger = logging.getLogger(__name__)
@@ -53,13 +54,21 @@ class ApiHandler(tornado.web.RequestHandler):
         self._check_body_size()
 
     def _limit(self) -> None:
-        verdict = self.ctx.limiter.take(self._rate_key())
+        self._verdict = verdict = self.ctx.limiter.take(self._rate_key())
+        self.set_default_headers()
+        if verdict.retry_after is not None:
+            raise RateLimited(verdict.retry_after)
+
+    def set_default_headers(self) -> None:
+        """Rate-limit headers survive `send_error`, which clears the others."""
+        verdict: Verdict | None = getattr(self, "_verdict", None)
+        if verdict is None:
+            return
         self.set_header("X-RateLimit-Limit", str(verdict.limit))
         self.set_header("X-RateLimit-Remaining", str(verdict.remaining))
         self.set_header("X-RateLimit-Reset", str(verdict.reset))
         if verdict.retry_after is not None:
             self.set_header("Retry-After", str(verdict.retry_after))
-            raise RateLimited(verdict.retry_after)
 
     def on_finish(self) -> None:
         if getattr(self, "_counted", False):
