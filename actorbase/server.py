@@ -81,7 +81,7 @@ class Server:
         )
         app = make_app(self.ctx)
         self._http = tornado.httpserver.HTTPServer(
-            app, max_body_size=max(s.max_body_bytes, s.max_upload_bytes) + 65536, xheaders=False
+            app, max_body_size=s.max_body_bytes + 65536, xheaders=False
         )
         self._http.add_sockets(sockets)
         port = sockets[0].getsockname()[1]

@@ -64,15 +64,6 @@ def _database_url(raw: str) -> str:
     return raw
 
 
-def _storage_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in {"file", "s3"}:
-        raise ValueError(f"must be file://path or s3://bucket/prefix, got {raw!r}")
-    if parts.scheme == "s3" and not parts.netloc:
-        raise ValueError(f"s3:// needs a bucket name, got {raw!r}")
-    return raw
-
-
 def _text(raw: str) -> str:
     return raw
 
@@ -81,10 +72,6 @@ def _token(raw: str) -> str:
     if len(raw) < 32:
         raise ValueError("must be at least 32 characters")
     return raw
-
-
-def _origins(raw: str) -> tuple[str, ...]:
-    return tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,19 +104,8 @@ FIELDS: tuple[Field, ...] = (
         "admin bearer token (≥32 chars); generated once into DATA_DIR if unset",
     ),
     Field("jwt_private_key", "JWT_PRIVATE_KEY", _text, None, "RSA private key (PEM) for RS256"),
-    Field("storage_url", "STORAGE_URL", _storage_url, None, "file://DATA_DIR/storage or s3://…"),
-    Field("s3_endpoint_url", "S3_ENDPOINT_URL", _text, None, "S3-compatible endpoint URL"),
-    Field("public_url", "PUBLIC_URL", _text, None, "external base URL for signed links"),
-    Field("app", "APP", _text, None, "app definition: dotted module or .py path"),
     Field(
         "max_body_bytes", "MAX_BODY_BYTES", _int_range(1024, 1 << 30), "1048576", "JSON body limit"
-    ),
-    Field(
-        "max_upload_bytes",
-        "MAX_UPLOAD_BYTES",
-        _int_range(1, 1 << 40),
-        "10485760",
-        "largest file upload",
     ),
     Field(
         "rate_limit",
@@ -223,7 +199,6 @@ FIELDS: tuple[Field, ...] = (
         "false",
         "take the client IP from X-Forwarded-For (behind Heroku's router)",
     ),
-    Field("cors_origins", "CORS_ORIGINS", _origins, "", "comma-separated allowed browser origins"),
     Field(
         "shutdown_timeout",
         "SHUTDOWN_TIMEOUT",
@@ -247,12 +222,7 @@ class Settings:
     database_url: str
     admin_token: str | None
     jwt_private_key: str | None
-    storage_url: str
-    s3_endpoint_url: str | None
-    public_url: str | None
-    app: str | None
     max_body_bytes: int
-    max_upload_bytes: int
     rate_limit: int
     rate_limit_window: int
     read_threads: int
@@ -267,7 +237,6 @@ class Settings:
     refresh_idle_ttl: int
     refresh_absolute_ttl: int
     trust_proxy: bool
-    cors_origins: tuple[str, ...]
     shutdown_timeout: float
     log_level: str
 
@@ -305,8 +274,6 @@ def load(
     data_dir = values["data_dir"]
     if values["database_url"] is None:
         values["database_url"] = f"sqlite:///{Path(data_dir) / 'actorbase.db'}"
-    if values["storage_url"] is None:
-        values["storage_url"] = f"file://{Path(data_dir) / 'storage'}"
     if values["log_level"] not in {"debug", "info", "warning", "error"}:
         raise ConfigError(
             f"LOG_LEVEL: must be debug, info, warning or error, got {raw['log_level']!r}"

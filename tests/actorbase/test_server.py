@@ -31,7 +31,7 @@ def test_bad_configuration_fails_at_start_with_one_line(tmp_path):
         ({"RATE_LIMIT": "-1"}, "RATE_LIMIT"),
         ({"GROUP_COMMIT": "maybe"}, "GROUP_COMMIT"),
         ({"ADMIN_TOKEN": "short"}, "ADMIN_TOKEN"),
-        ({"STORAGE_URL": "ftp://x"}, "STORAGE_URL"),
+        ({"SHUTDOWN_TIMEOUT": "0"}, "SHUTDOWN_TIMEOUT"),
     ):
         result = _run({"DATA_DIR": str(tmp_path), **env}, "serve")
         assert result.returncode == 2, (env, result.stderr)

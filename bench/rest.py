@@ -1,0 +1,128 @@
+"""REST throughput and latency: creates and gets-by-id with 32 concurrent clients.
+
+Starts its own server (SQLite by default; --database-url for PostgreSQL) and drives
+it with wrk (Debian package `wrk`), a C load generator, so the client does not eat
+the server's CPU. Runs creates with group commit on and off, then gets. Prints
+req/s, p50 and p99 for each. Not run in CI.
+
+    python -m bench.rest [--database-url postgresql://…] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.serverproc import ADMIN_TOKEN, Api, PostgresDatabase, ServerProcess
+
+CREATE_LUA = """
+wrk.method = "POST"
+wrk.body = '{"title": "Buy groceries", "done": false, "priority": 3}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+"""
+
+GET_LUA = """
+wrk.headers["Authorization"] = "Bearer %s"
+local ids = {%s}
+request = function()
+  return wrk.format("GET", "/api/data/todos/" .. ids[math.random(#ids)])
+end
+"""
+
+
+def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def latency(label: str) -> float:
+        match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert match, out
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+def run(database_url: str | None, seconds: int, connections: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="ab-bench-"))
+    db = PostgresDatabase(database_url) if database_url else None
+    rows: list[tuple[str, dict[str, float]]] = []
+    try:
+        for group_commit in ("true", "false"):
+            url = db.url if db else f"sqlite:///{tmp / f'gc-{group_commit}.db'}"
+            if db and group_commit == "false":
+                db.drop()
+                db = PostgresDatabase(database_url)
+                url = db.url
+            server = ServerProcess(
+                tmp / f"gc-{group_commit}",
+                url,
+                RATE_LIMIT="0",
+                LOG_LEVEL="warning",
+                GROUP_COMMIT=group_commit,
+            ).start()
+            try:
+                script = tmp / "create.lua"
+                script.write_text(CREATE_LUA % ADMIN_TOKEN)
+                result = wrk(server.url + "/api/data/todos", script, seconds, connections)
+                rows.append(
+                    (f"create (group commit {'on' if group_commit == 'true' else 'off'})", result)
+                )
+                if group_commit == "true":
+                    api = Api(server.url, ADMIN_TOKEN)
+                    ids = [
+                        r["id"]
+                        for r in api.get("/api/data/todos", params={"limit": 1000}).json()["data"]
+                    ]
+                    script = tmp / "get.lua"
+                    script.write_text(GET_LUA % (ADMIN_TOKEN, ",".join(f'"{i}"' for i in ids)))
+                    rows.append(("get by id", wrk(server.url, script, seconds, connections)))
+            finally:
+                server.stop()
+    finally:
+        if db:
+            db.drop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    backend = "postgresql" if database_url else "sqlite"
+    print(f"# bench/rest.py  {datetime.date.today()}  {platform.node()}  {os.cpu_count()} cores")
+    print(f"# backend={backend} clients={connections} seconds={seconds} (wrk -t1)")
+    print(f"{'workload':32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for name, r in rows:
+        print(f"{name:32} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:8d}")
+    on = next(r for n, r in rows if "on" in n)["rps"]
+    off = next(r for n, r in rows if "off" in n)["rps"]
+    print(f"group commit speed-up on creates: {on / off:.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", help="postgresql://… (default: SQLite)")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("bench/rest.py needs wrk: apt-get install wrk")
+    run(args.database_url, args.seconds, args.connections)
+
+
+if __name__ == "__main__":
+    main()
