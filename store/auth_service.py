@@ -1,0 +1,279 @@
+"""The accounts service: the auth rules in one place, awaited from handlers.
+
+It owns the bcrypt pool (AUTH_THREADS), the signing key and the account SQL, and
+keeps all of it off the IOLoop: bcrypt runs on the auth pool, SQL and RSA signing
+on the read pool. Errors are raised as `actorbase.errors` types; messages never
+say whether an email has an account.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from actorbase.errors import (
+    AccountLocked,
+    InvalidArgument,
+    InvalidCredentials,
+    NotFound,
+    Unauthenticated,
+)
+from config.settings import Settings
+from store import totp
+from store.accounts import Accounts, ChallengeFailure, Grant, Lifetimes, Lockout, SessionInfo, User
+from store.base import Store, now_ms
+from store.passwords import Hasher, check_policy, password_arg
+from store.principal import Principal
+from store.readpool import ReadPool
+from store.tokens import SigningKey, digest, load_signing_key
+
+T = TypeVar("T")
+
+MAX_EMAIL = 254
+_EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f.]+(\.[^@\s\x00-\x1f.]+)+$")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tokens:
+    access_token: str = dataclasses.field(repr=False)
+    refresh_token: str = dataclasses.field(repr=False)
+
+    def to_wire(self) -> dict[str, str]:
+        return {"accessToken": self.access_token, "refreshToken": self.refresh_token}
+
+
+def email_arg(value: Any, *, strict: bool) -> str:
+    """An email from a request; `strict` (sign-up) also checks its form."""
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument("email: must be a non-empty string")
+    if len(value) > MAX_EMAIL or (strict and not _EMAIL_RE.match(value)):
+        raise InvalidArgument("email: is not a valid email address")
+    return value
+
+
+class AuthService:
+    """Sign-up, sign-in, MFA, tokens and sessions. Coroutines run on the IOLoop and
+    hand every blocking step to a pool."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        accounts: Accounts,
+        hasher: Hasher,
+        key: SigningKey,
+        reads: ReadPool,
+    ) -> None:
+        self.settings = settings
+        self.accounts = accounts
+        self.hasher = hasher
+        self.key = key
+        self._reads = reads
+        self._lockout = Lockout(
+            settings.lockout_threshold,
+            settings.lockout_window * 1000,
+            settings.lockout_seconds * 1000,
+        )
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store, reads: ReadPool) -> AuthService:
+        """Load (or generate once) the signing key and start the bcrypt pool. Blocks.
+
+        Raises SystemExit with one line when JWT_PRIVATE_KEY is unusable."""
+        try:
+            key = load_signing_key(settings.jwt_private_key, settings.data_path)
+        except ValueError as exc:
+            raise SystemExit(f"actorbase: JWT_PRIVATE_KEY: {exc}") from None
+        lifetimes = Lifetimes(
+            settings.refresh_idle_ttl * 1000, settings.refresh_absolute_ttl * 1000
+        )
+        hasher = Hasher(settings.bcrypt_rounds, settings.auth_threads)
+        return cls(settings, Accounts(store, lifetimes), hasher, key, reads)
+
+    def shutdown(self) -> None:
+        self.hasher.shutdown()
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._reads.call(lambda: fn(*args))
+
+    def _tokens(self, grant: Grant) -> Tokens:
+        """Sign an access token for `grant` (on a pool thread: RSA signing costs ~1 ms)."""
+        access = self.key.sign(
+            user_id=grant.user.id,
+            session_id=grant.session_id,
+            role=grant.user.role,
+            claims=grant.user.claims,
+            now=int(time.time()),
+            ttl=self.settings.access_token_ttl,
+        )
+        return Tokens(access, grant.refresh_token)
+
+    # -- tokens --------------------------------------------------------------------------
+
+    async def verify(self, token: str) -> Principal:
+        """The user an access token speaks for, if its session is still live."""
+        payload = self.key.verify(token)
+        live = await self._db(self.accounts.session_live, payload["sid"], payload["sub"], now_ms())
+        if not live:
+            raise Unauthenticated("Session has ended")
+        return Principal(
+            user_id=payload["sub"],
+            role=payload["role"],
+            claims=payload["claims"],
+            session_id=payload["sid"],
+        )
+
+    def jwks(self) -> dict[str, Any]:
+        return self.key.jwks()
+
+    async def refresh(self, refresh_token: Any) -> Tokens:
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise InvalidArgument("refreshToken: must be a non-empty string")
+
+        def rotate() -> Tokens | None:
+            grant = self.accounts.rotate(refresh_token, now_ms())
+            return None if grant is None else self._tokens(grant)
+
+        tokens = await self._db(rotate)
+        if tokens is None:
+            raise Unauthenticated("Invalid or expired refresh token")
+        return tokens
+
+    # -- sign-up and sign-in -------------------------------------------------------------
+
+    async def signup(self, email: Any, password: Any, device: str, ip: str) -> tuple[User, Tokens]:
+        address = email_arg(email, strict=True)
+        hashed = await self.hasher.hash(check_policy(password))
+
+        def create() -> tuple[User, Tokens]:
+            grant = self.accounts.create_user(address, hashed, device, ip, now_ms())
+            return grant.user, self._tokens(grant)
+
+        return await self._db(create)
+
+    async def signin(self, email: Any, password: Any, device: str, ip: str) -> Tokens | str:
+        """Tokens, or an mfaToken when the account has MFA on.
+
+        Unknown emails and wrong passwords fail alike, in time too (a dummy hash is
+        checked), and both count towards the email's lockout."""
+        address = email_arg(email, strict=False).lower()
+        secret = password_arg(password)
+        user = await self.check_password(address, secret, None)
+        if user.mfa_enabled:
+            return await self._db(self.accounts.create_challenge, user.id, device, ip, now_ms())
+
+        def open_session() -> Tokens:
+            grant = self.accounts.open_session(user.id, device, ip, now_ms())
+            if grant is None:
+                raise InvalidCredentials()
+            return self._tokens(grant)
+
+        return await self._db(open_session)
+
+    async def check_password(self, email_lower: str, password: str, user_id: str | None) -> User:
+        """The account of `email_lower` if `password` is right for it (and, if given,
+        it is `user_id`); else raise. Counts the attempt for lockout."""
+        retry_after = await self._db(
+            self.accounts.begin_attempt, email_lower, now_ms(), self._lockout
+        )
+        if retry_after:
+            raise AccountLocked(retry_after)
+        user = await self._db(self.accounts.user_by_email, email_lower)
+        ok = await self.hasher.check(password, user.password_hash if user else None)
+        if not ok or user is None or (user_id is not None and user.id != user_id):
+            await self._db(self.accounts.fail_attempt, email_lower, now_ms(), self._lockout)
+            raise InvalidCredentials()
+        await self._db(self.accounts.clear_attempts, email_lower, now_ms())
+        return user
+
+    async def verify_mfa(self, mfa_token: Any, code: Any) -> Tokens:
+        if not isinstance(mfa_token, str) or not mfa_token:
+            raise InvalidArgument("mfaToken: must be a non-empty string")
+        checked = _code_arg(code)
+
+        def redeem() -> Tokens | ChallengeFailure:
+            outcome = self.accounts.redeem_challenge(mfa_token, checked, now_ms())
+            return outcome if isinstance(outcome, ChallengeFailure) else self._tokens(outcome)
+
+        outcome = await self._db(redeem)
+        if outcome is ChallengeFailure.GONE:
+            raise Unauthenticated("Invalid or expired MFA token")
+        if outcome is ChallengeFailure.WRONG_CODE:
+            raise InvalidCredentials("Invalid verification code")
+        assert isinstance(outcome, Tokens)
+        return outcome
+
+    # -- the signed-in user --------------------------------------------------------------
+
+    async def me(self, principal: Principal) -> User:
+        user = await self._db(self.accounts.user_by_id, _uid(principal))
+        if user is None:
+            raise Unauthenticated("Session has ended")
+        return user
+
+    async def signout(self, principal: Principal) -> None:
+        await self._db(self.accounts.revoke_session, _uid(principal), _sid(principal), now_ms())
+
+    async def sessions(self, principal: Principal) -> list[SessionInfo]:
+        return await self._db(self.accounts.list_sessions, _uid(principal), now_ms())
+
+    async def revoke_session(self, principal: Principal, session_id: str) -> None:
+        if not await self._db(self.accounts.revoke_session, _uid(principal), session_id, now_ms()):
+            raise NotFound(f"Session {session_id} not found")
+
+    async def change_password(self, principal: Principal, current: Any, new: Any) -> None:
+        """Check the current password (counted for lockout like a sign-in), set the
+        new one, and revoke every other session."""
+        user = await self.me(principal)
+        await self.check_password(
+            user.email.lower(), password_arg(current, "currentPassword"), user.id
+        )
+        hashed = await self.hasher.hash(check_policy(new, "newPassword"))
+        await self._db(self.accounts.set_password, user.id, hashed, _sid(principal), now_ms())
+
+    async def enroll_mfa(self, principal: Principal) -> tuple[str, str]:
+        """A new TOTP secret and its otpauth:// URL; MFA is on only after `enable_mfa`."""
+        secret = totp.new_secret()
+        user = await self._db(self.accounts.start_enrollment, _uid(principal), secret)
+        return secret, totp.otpauth_url(secret, user.email)
+
+    async def enable_mfa(self, principal: Principal, code: Any) -> list[str]:
+        """Turn MFA on; returns the recovery codes (shown once, stored hashed)."""
+        codes = totp.new_recovery_codes()
+        hashes = [digest(totp.normalize_recovery_code(c)) for c in codes]
+        await self._db(self.accounts.enable_mfa, _uid(principal), _code_arg(code), hashes, now_ms())
+        return codes
+
+    async def disable_mfa(self, principal: Principal, code: Any) -> None:
+        await self._db(self.accounts.disable_mfa, _uid(principal), _code_arg(code), now_ms())
+
+    # -- admin ---------------------------------------------------------------------------
+
+    async def list_users(self, limit: int, offset: int) -> tuple[list[User], int]:
+        return await self._db(self.accounts.list_users, limit, offset)
+
+    async def update_user(
+        self, user_id: str, role: str | None, claims: dict[str, Any] | None
+    ) -> User:
+        user = await self._db(self.accounts.update_user, user_id, role, claims)
+        if user is None:
+            raise NotFound(f"User {user_id} not found")
+        return user
+
+
+def _code_arg(code: Any) -> str:
+    if not isinstance(code, str) or not code or len(code) > 64:
+        raise InvalidArgument("code: must be a non-empty string")
+    return code
+
+
+def _uid(principal: Principal) -> str:
+    assert principal.user_id is not None
+    return principal.user_id
+
+
+def _sid(principal: Principal) -> str:
+    assert principal.session_id is not None
+    return principal.session_id
