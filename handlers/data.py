@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import ujson
@@ -10,6 +11,7 @@ import ujson
 from actorbase.errors import InvalidArgument, NotFound
 from actors.transactor import submit
 from handlers.base import ApiHandler
+from handlers.openapi import BOOLEAN, INTEGER, OBJECT, STRING, array, obj, operation, param, ref
 from store import permissions
 from store.mutations import Op, Outcome, data_op, new_id
 from store.query.ast import TRUE
@@ -26,10 +28,45 @@ class _DataHandler(ApiHandler):
         return await asyncio.wrap_future(submit(self.ctx.transactor, ops, self.require_auth()))
 
 
+_ENTITY = param("entity", STRING, "path", "An entity name, ^[a-z][a-z0-9_]{0,62}$")
+_ROW = obj(("data",), data=ref("Row"))
+_WRITTEN = obj(("data", "tx"), data=ref("Row"), tx=INTEGER)
+
+
 class EntityHandler(_DataHandler):
     """GET lists rows (limit, offset, order, where); POST creates one."""
 
+    openapi = {
+        "get": operation(
+            "List rows",
+            "data",
+            {
+                200: obj(
+                    ("data", "total", "hasMore"),
+                    data=array(ref("Row")),
+                    total=INTEGER,
+                    hasMore=BOOLEAN,
+                )
+            },
+            params=(
+                _ENTITY,
+                param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+                param("offset", {"type": "integer", "minimum": 0}),
+                param("order", STRING, description="Sort keys, e.g. -createdAt,title"),
+                param("where", STRING, description="A $where object as JSON"),
+            ),
+        ),
+        "post": operation(
+            "Create a row (409 if the id exists)",
+            "data",
+            {201: _WRITTEN},
+            params=(_ENTITY,),
+            body=ref("Attributes"),
+        ),
+    }
+
     async def get(self, entity: str) -> None:
+        started = time.perf_counter()
         principal = self.require_auth()
         check_entity(entity)
         limit = _int_arg(
@@ -39,13 +76,16 @@ class EntityHandler(_DataHandler):
         raw_order = self.get_query_argument("order", None)
         order = parse_order(raw_order) if raw_order is not None else ()
         raw_where = self.get_query_argument("where", None)
-        where = parse_where(_json_arg(raw_where, "where")) if raw_where is not None else TRUE
+        where = (
+            parse_where(_json_arg(raw_where, "where"), "where") if raw_where is not None else TRUE
+        )
         where = permissions.restrict(principal, entity, where)
 
         def read(txn):
             return txn.select(entity, where, order, limit, offset), txn.count(entity, where)
 
         rows, total = await self.ctx.reads.read(read)
+        self.ctx.stats.queries.record(time.perf_counter() - started)
         self.send(
             {
                 "data": [r.to_wire() for r in rows],
@@ -65,11 +105,26 @@ class EntityHandler(_DataHandler):
 class RowHandler(_DataHandler):
     """GET, PATCH (merge) and DELETE one row."""
 
+    _params = (_ENTITY, param("id", STRING, "path"))
+    openapi = {
+        "get": operation("One row", "data", {200: _ROW}, params=_params),
+        "patch": operation(
+            "Merge attributes into a row (null removes one)",
+            "data",
+            {200: _WRITTEN},
+            params=_params,
+            body=OBJECT,
+        ),
+        "delete": operation("Delete a row", "data", {204: None}, params=_params),
+    }
+
     async def get(self, entity: str, id: str) -> None:
+        started = time.perf_counter()
         principal = self.require_auth()
         check_entity(entity)
         check_id(id)
         row = await self.ctx.reads.read(lambda txn: txn.get(entity, id))
+        self.ctx.stats.queries.record(time.perf_counter() - started)
         if row is None or not permissions.can_read(principal, row):
             raise NotFound(f"{entity}/{id} not found")
         self.send({"data": row.to_wire()})

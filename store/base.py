@@ -17,7 +17,7 @@ import ujson
 
 from store.dialect import Dialect
 from store.query.ast import TRUE, Node, OrderKey
-from store.query.sql import order_sql, where_sql
+from store.query.sql import count_sql, order_parts, select_sql
 from store.rows import Row, dumps
 
 T = TypeVar("T")
@@ -69,19 +69,15 @@ class Txn:
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Row]:
-        params: list[Any] = [entity]
-        cond = where_sql(where, self.dialect, params)
-        sort = order_sql(order, self.dialect, params)
-        sql = f"SELECT {self._columns} FROM ab_rows WHERE entity = ? AND {cond} ORDER BY {sort}"
-        if limit is not None:
-            sql += " LIMIT ? OFFSET ?"
-            params.extend([limit, offset])
+        """Rows of `entity` matching `where`, in `order` then id (see store.query.sql)."""
+        params: list[Any] = []
+        parts = order_parts(order, self.dialect)
+        sql = select_sql(entity, where, parts, self.dialect, params, limit=limit, offset=offset)
         return [self._row(entity, r) for r in self.execute(sql, params).fetchall()]
 
     def count(self, entity: str, where: Node = TRUE) -> int:
-        params: list[Any] = [entity]
-        cond = where_sql(where, self.dialect, params)
-        sql = f"SELECT count(*) FROM ab_rows WHERE entity = ? AND {cond}"
+        params: list[Any] = []
+        sql = count_sql(entity, where, self.dialect, params)
         return int(self.execute(sql, params).fetchone()[0])
 
     def last_tx(self) -> int:
@@ -161,6 +157,17 @@ class Store(abc.ABC):
         """A read-write transaction on the calling (pool) thread, for system tables
         outside the entity data (accounts, sessions, file metadata). Entity rows are
         written only by the transactor."""
+
+    def ensure_index(self, entity: str, path: tuple[str, ...]) -> str:
+        """Create, if missing, a partial expression index on attribute `path` of
+        `entity` (equality on it, ordered by createdAt); returns the index name.
+        Names are validated, not bound (DDL takes no parameters): ValueError if bad."""
+        name, ddl = self.dialect.index_sql(entity, path)
+        with self.write() as txn:
+            txn.execute(ddl)
+            for statement in self.dialect.analyze:
+                txn.execute(statement)
+        return name
 
     @abc.abstractmethod
     def ping(self) -> bool:

@@ -1,42 +1,33 @@
 """What differs between SQLite and PostgreSQL SQL, and nothing else.
 
 SQL elsewhere is written once with ``?`` placeholders; `Dialect.sql` adapts it.
-Values are always bound as parameters: attribute paths too (a JSON path string on
-SQLite, a text[] on PostgreSQL), so nothing from a request is spliced into SQL.
+Values from a request are always bound as parameters. Attribute paths and entity
+names are embedded as SQL literals, but only after validation against a regex that
+admits no quote, backslash, comma or brace (so identical queries produce identical
+text, which is what lets the planners match expression and partial indexes).
+
+Every condition here is either TRUE, FALSE or NULL where NULL means "no match";
+the compiler wraps negations in ``coalesce(…, FALSE)`` so NULL never flips to a match.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
 
 from store.query.ast import Path
-from store.rows import SYSTEM_COLUMNS, dumps
+from store.rows import ENTITY_RE, SYSTEM_COLUMNS, dumps
 
+SortPart = tuple[str, str]
+"""An ORDER BY expression and its kind: 'int', 'num' (exact number) or 'str'."""
 
-class Dialect:
-    name: str
-    json_in: str
-    """SQL for a bound JSON document parameter."""
-    json_out: str
-    """SQL that reads the `data` column back as JSON text."""
+_SEGMENT_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]{0,63}$")
+_RANGE = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
-    def sql(self, text: str) -> str:
-        return text
-
-    def type_is(self, path: Path, json_types: tuple[str, ...], params: list[Any]) -> str:
-        """A condition: the attribute at `path` holds one of `json_types`
-        (null, boolean, number, string, array, object)."""
-        raise NotImplementedError
-
-    def value(self, path: Path, params: list[Any]) -> str:
-        """The attribute at `path` as a comparable SQL value (for order and ranges)."""
-        raise NotImplementedError
-
-    def equals(self, path: Path, value: Any, params: list[Any]) -> str:
-        raise NotImplementedError
-
-    def missing_or_null(self, path: Path, params: list[Any]) -> str:
-        raise NotImplementedError
+TYPE_RANK = {"null": 0, "boolean": 1, "number": 2, "string": 3, "array": 4, "object": 4}
+"""Sort order across types; missing sorts as null. Arrays and objects tie with each
+other (only the id tie-break orders them), so both backends agree exactly."""
 
 
 def json_type_of(value: Any) -> str:
@@ -53,8 +44,118 @@ def json_type_of(value: Any) -> str:
     return "object"
 
 
+def system_column(path: Path) -> str | None:
+    """The column behind a system field path (``createdAt`` → ``created_at``)."""
+    return SYSTEM_COLUMNS.get(path[0]) if len(path) == 1 else None
+
+
+def _segments(path: Path) -> Path:
+    if not path or not all(_SEGMENT_RE.match(p) for p in path):
+        raise ValueError(f"unvalidated attribute path {path!r}")
+    return path
+
+
+def entity_literal(entity: str) -> str:
+    """A validated entity name as an SQL string literal."""
+    if not ENTITY_RE.match(entity):
+        raise ValueError(f"unvalidated entity name {entity!r}")
+    return f"'{entity}'"
+
+
+def glob_pattern(like: str) -> str:
+    """A LIKE pattern (``%``, ``_``, backslash escapes) as an equivalent GLOB pattern,
+    which SQLite matches case-sensitively."""
+    out = []
+    chars = iter(like)
+    for c in chars:
+        if c == "\\":
+            c = next(chars)
+            out.append(f"[{c}]" if c in "*?[" else c)
+        elif c == "%":
+            out.append("*")
+        elif c == "_":
+            out.append("?")
+        else:
+            out.append(f"[{c}]" if c in "*?[" else c)
+    return "".join(out)
+
+
+class Dialect:
+    name: str
+    json_in: str
+    """SQL for a bound JSON document parameter."""
+    json_out: str
+    """SQL that reads the `data` column back as JSON text."""
+
+    def sql(self, text: str) -> str:
+        return text
+
+    def text(self, expr: str) -> str:
+        """`expr` compared by code point."""
+        return expr
+
+    def num_param(self, value: Any, params: list[Any]) -> str:
+        """A bound number (or a cursor's decimal text) compared against `num` parts."""
+        if isinstance(value, str):
+            value = int(value) if re.fullmatch(r"-?\d{1,18}", value) else float(value)
+        params.append(value)
+        return "?"
+
+    def value(self, path: Path) -> str:
+        """The JSON value at `path` (the expression indexes are built on)."""
+        raise NotImplementedError
+
+    def missing_or_null(self, path: Path) -> str:
+        raise NotImplementedError
+
+    def present(self, path: Path) -> str:
+        """The key exists, even holding null."""
+        raise NotImplementedError
+
+    def equals(self, path: Path, value: Any, params: list[Any]) -> str:
+        """Same JSON type and equal; arrays/objects by canonical JSON text."""
+        raise NotImplementedError
+
+    def compare(self, path: Path, op: str, value: int | float | str, params: list[Any]) -> str:
+        """`gt/gte/lt/lte` against a number or string; other types never match."""
+        raise NotImplementedError
+
+    def like(self, path: Path, pattern: str, insensitive: bool, params: list[Any]) -> str:
+        """A string attribute matching a LIKE pattern."""
+        raise NotImplementedError
+
+    def like_test(self, subject: str, pattern: str, insensitive: bool, params: list[Any]) -> str:
+        """`subject` (SQL text) matches a LIKE pattern (``%``, ``_``, backslash
+        escapes); `insensitive` folds ASCII letters only, identically on both backends."""
+        raise NotImplementedError
+
+    def sort_parts(self, path: Path) -> list[SortPart]:
+        """ORDER BY expressions giving the type rank, then order within the type."""
+        raise NotImplementedError
+
+    def link_value(self, path: Path) -> tuple[str, str]:
+        """(expression, condition): the string at `path`, for joining on ids."""
+        raise NotImplementedError
+
+    analyze: tuple[str, ...] = ("ANALYZE ab_rows",)
+    """Refresh planner statistics so a new expression index is actually chosen."""
+
+    def index_sql(self, entity: str, path: Path) -> tuple[str, str]:
+        """(name, DDL) of a partial expression index serving equality on `path`
+        within `entity`, ordered by createdAt."""
+        digest = hashlib.blake2s(f"{entity}:{'.'.join(path)}".encode(), digest_size=8).hexdigest()
+        name = f"ab_ix_{entity[:40]}_{digest}"
+        return name, (
+            f'CREATE INDEX IF NOT EXISTS "{name}" ON ab_rows '
+            f"(({self.value(path)}), created_at, id) WHERE entity = {entity_literal(entity)}"
+        )
+
+
 class SQLiteDialect(Dialect):
     name = "sqlite"
+    # Bounded sampling: without statistics SQLite prefers the primary key over any
+    # partial expression index, but a full ANALYZE reads every row.
+    analyze = ("PRAGMA analysis_limit = 1000", "ANALYZE ab_rows")
     json_in = "?"
     json_out = "data"
     _TYPES = {
@@ -67,36 +168,73 @@ class SQLiteDialect(Dialect):
     }
 
     @staticmethod
-    def _json_path(path: Path) -> str:
-        return "$" + "".join('."' + p.replace('"', '\\"') + '"' for p in path)
+    def _lit(path: Path) -> str:
+        return "'$" + "".join(f'."{p}"' for p in _segments(path)) + "'"
 
-    def type_is(self, path: Path, json_types: tuple[str, ...], params: list[Any]) -> str:
-        params.append(self._json_path(path))
-        names = [t for j in json_types for t in self._TYPES[j]]
-        params.extend(names)
-        return f"json_type(data, ?) IN ({','.join('?' * len(names))})"
+    def _type(self, path: Path) -> str:
+        return f"json_type(data, {self._lit(path)})"
 
-    def value(self, path: Path, params: list[Any]) -> str:
-        params.append(self._json_path(path))
-        return "json_extract(data, ?)"
+    def _type_in(self, path: Path, kind: str) -> str:
+        names = ", ".join(f"'{t}'" for t in self._TYPES[kind])
+        return f"{self._type(path)} IN ({names})"
+
+    def value(self, path: Path) -> str:
+        return f"json_extract(data, {self._lit(path)})"
+
+    def missing_or_null(self, path: Path) -> str:
+        return f"coalesce({self._type(path)}, 'null') = 'null'"
+
+    def present(self, path: Path) -> str:
+        return f"{self._type(path)} IS NOT NULL"
 
     def equals(self, path: Path, value: Any, params: list[Any]) -> str:
         kind = json_type_of(value)
         if kind == "null":
-            return self.missing_or_null(path, params)
+            return self.missing_or_null(path)
         if kind == "boolean":
-            params.extend([self._json_path(path), "true" if value else "false"])
-            return "json_type(data, ?) = ?"
-        type_sql = self.type_is(path, (kind,), params)
+            return f"{self._type(path)} = '{'true' if value else 'false'}'"
         if kind in ("array", "object"):
-            params.extend([self._json_path(path), dumps(value)])
-            return f"({type_sql} AND json_extract(data, ?) = json(?))"
-        params.extend([self._json_path(path), value])
-        return f"({type_sql} AND json_extract(data, ?) = ?)"
+            params.append(dumps(value))
+            return f"({self._type_in(path, kind)} AND {self.value(path)} = json(?))"
+        params.append(value)
+        return f"({self._type_in(path, kind)} AND {self.value(path)} = ?)"
 
-    def missing_or_null(self, path: Path, params: list[Any]) -> str:
-        params.append(self._json_path(path))
-        return "coalesce(json_type(data, ?), 'null') = 'null'"
+    def compare(self, path: Path, op: str, value: int | float | str, params: list[Any]) -> str:
+        params.append(value)
+        kind = json_type_of(value)
+        return f"({self._type_in(path, kind)} AND {self.value(path)} {_RANGE[op]} ?)"
+
+    def like(self, path: Path, pattern: str, insensitive: bool, params: list[Any]) -> str:
+        test = self.like_test(self.value(path), pattern, insensitive, params)
+        return f"({self._type_in(path, 'string')} AND {test})"
+
+    def like_test(self, subject: str, pattern: str, insensitive: bool, params: list[Any]) -> str:
+        # LIKE folds ASCII case only; GLOB is the case-sensitive matcher.
+        if insensitive:
+            params.append(pattern)
+            return f"{subject} LIKE ? ESCAPE '\\'"
+        params.append(glob_pattern(pattern))
+        return f"{subject} GLOB ?"
+
+    def sort_parts(self, path: Path) -> list[SortPart]:
+        t, v = self._type(path), self.value(path)
+        rank = (
+            f"CASE {t} WHEN 'true' THEN 1 WHEN 'false' THEN 1 WHEN 'integer' THEN 2 "
+            "WHEN 'real' THEN 2 WHEN 'text' THEN 3 WHEN 'array' THEN 4 WHEN 'object' THEN 4 "
+            "ELSE 0 END"
+        )
+        num = (
+            f"CASE {t} WHEN 'true' THEN 1 WHEN 'false' THEN 0 WHEN 'integer' THEN {v} "
+            f"WHEN 'real' THEN {v} END"
+        )
+        string = f"CASE {t} WHEN 'text' THEN {v} END"
+        return [(rank, "int"), (num, "num"), (string, "str")]
+
+    def link_value(self, path: Path) -> tuple[str, str]:
+        return self.value(path), f"{self._type(path)} = 'text'"
+
+
+_NUMERIC_RE = re.compile(r"^-?\d+(\.\d+)?([eE][+-]?\d+)?$")
 
 
 class PostgresDialect(Dialect):
@@ -107,26 +245,83 @@ class PostgresDialect(Dialect):
     def sql(self, text: str) -> str:
         return text.replace("%", "%%").replace("?", "%s")
 
-    def type_is(self, path: Path, json_types: tuple[str, ...], params: list[Any]) -> str:
-        params.append(list(path))
-        params.extend(json_types)
-        return f"jsonb_typeof(data #> ?::text[]) IN ({','.join('?' * len(json_types))})"
+    def text(self, expr: str) -> str:
+        return f'{expr} COLLATE "C"'
 
-    def value(self, path: Path, params: list[Any]) -> str:
-        params.append(list(path))
-        return "(data #> ?::text[])"
+    def num_param(self, value: Any, params: list[Any]) -> str:
+        # Bound as text: float8 → numeric casts round to 15 digits, text is exact.
+        text = value if isinstance(value, str) else repr(value)
+        if not _NUMERIC_RE.match(text):
+            raise ValueError(f"not a number: {text!r}")
+        params.append(text)
+        return "?::numeric"
+
+    @staticmethod
+    def _lit(path: Path) -> str:
+        # Quoted elements: an unquoted NULL in an array literal would be SQL NULL.
+        return "'{" + ",".join(f'"{p}"' for p in _segments(path)) + "}'"
+
+    def value(self, path: Path) -> str:
+        return f"(data #> {self._lit(path)})"
+
+    def _type(self, path: Path) -> str:
+        return f"jsonb_typeof({self.value(path)})"
+
+    def _string(self, path: Path) -> str:
+        return f"(data #>> {self._lit(path)})"
+
+    def missing_or_null(self, path: Path) -> str:
+        return f"coalesce({self._type(path)}, 'null') = 'null'"
+
+    def present(self, path: Path) -> str:
+        return f"{self.value(path)} IS NOT NULL"
 
     def equals(self, path: Path, value: Any, params: list[Any]) -> str:
         if value is None:
-            return self.missing_or_null(path, params)
-        params.extend([list(path), dumps(value)])
-        return "(data #> ?::text[]) = ?::jsonb"
+            return self.missing_or_null(path)
+        params.append(dumps(value))
+        if isinstance(value, list | dict):
+            # jsonb = would equate 1 and 1.0 inside arrays; SQLite compares text.
+            return f"({self.value(path)}::text = (?::jsonb)::text)"
+        return f"{self.value(path)} = ?::jsonb"
 
-    def missing_or_null(self, path: Path, params: list[Any]) -> str:
-        params.append(list(path))
-        return "coalesce(jsonb_typeof(data #> ?::text[]), 'null') = 'null'"
+    def compare(self, path: Path, op: str, value: int | float | str, params: list[Any]) -> str:
+        sign = _RANGE[op]
+        if isinstance(value, str):
+            params.append(value)
+            test, kind = f"{self.text(self._string(path))} {sign} ?", "string"
+        else:
+            test = f"({self.value(path)})::numeric {sign} {self.num_param(value, params)}"
+            kind = "number"
+        # CASE, not AND: PostgreSQL may evaluate AND operands in any order, and the
+        # cast would fail on a non-number.
+        return f"CASE WHEN {self._type(path)} = '{kind}' THEN {test} ELSE FALSE END"
 
+    def like(self, path: Path, pattern: str, insensitive: bool, params: list[Any]) -> str:
+        test = self.like_test(self._string(path), pattern, insensitive, params)
+        return f"CASE WHEN {self._type(path)} = 'string' THEN {test} ELSE FALSE END"
 
-def system_column(path: Path) -> str | None:
-    """The column behind a system field path (``createdAt`` → ``created_at``)."""
-    return SYSTEM_COLUMNS.get(path[0]) if len(path) == 1 else None
+    def like_test(self, subject: str, pattern: str, insensitive: bool, params: list[Any]) -> str:
+        params.append(pattern)
+        subject, pat = self.text(subject), "?"
+        if insensitive:
+            upper, lower = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
+            subject = f"translate({subject}, '{upper}', '{lower}')"
+            pat = f"translate(?, '{upper}', '{lower}')"
+        return f"{subject} LIKE {pat} ESCAPE '\\'"
+
+    def sort_parts(self, path: Path) -> list[SortPart]:
+        t, v = self._type(path), self.value(path)
+        rank = (
+            f"CASE {t} WHEN 'boolean' THEN 1 WHEN 'number' THEN 2 WHEN 'string' THEN 3 "
+            "WHEN 'array' THEN 4 WHEN 'object' THEN 4 ELSE 0 END"
+        )
+        num = (
+            f"CASE {t} WHEN 'number' THEN ({v})::numeric "
+            f"WHEN 'boolean' THEN CASE WHEN ({v})::boolean THEN 1 ELSE 0 END END"
+        )
+        string = self.text(f"(CASE {t} WHEN 'string' THEN {v} #>> '{{}}' END)")
+        return [(rank, "int"), (num, "num"), (string, "str")]
+
+    def link_value(self, path: Path) -> tuple[str, str]:
+        return f"(data #>> {self._lit(path)})", f"{self._type(path)} = 'string'"

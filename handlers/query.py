@@ -1,0 +1,53 @@
+"""POST /api/query: several entities, nested links, one snapshot, one tx."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from actorbase.context import Context
+from handlers.base import ApiHandler
+from handlers.openapi import INTEGER, obj, operation
+from store import permissions
+from store.query.ast import Limits, Node
+from store.query.execute import run
+from store.query.links import NO_LINKS, Links
+from store.query.parse import parse_query
+
+
+class QueryHandler(ApiHandler):
+    """Parses on the loop (cheap, and errors are 400s before any I/O), reads on the
+    read pool in one transaction, so every entity reflects the same tx."""
+
+    openapi = {
+        "post": operation(
+            "Query several entities (with nested links) in one snapshot",
+            "data",
+            {200: obj(("tx",), tx=INTEGER) | {"additionalProperties": True}},
+            body={"type": "object", "additionalProperties": {"type": "object"}},
+        )
+    }
+
+    def initialize(self, ctx: Context, links: Links = NO_LINKS) -> None:
+        """`links`: the app's declared links (the route table passes them; without
+        any, the naming convention alone applies)."""
+        super().initialize(ctx)
+        self.links = links
+
+    async def post(self) -> None:
+        started = time.perf_counter()
+        principal = self.require_auth()
+        settings = self.ctx.settings
+        limits = Limits(
+            max_depth=settings.query_max_depth,
+            max_operators=settings.query_max_operators,
+            max_rows=settings.query_max_rows,
+        )
+        query = parse_query(self.json_body(), self.links, limits)
+
+        def rule(entity: str) -> Node:
+            return permissions.read_filter(principal, entity)
+
+        result: dict[str, Any] = await self.ctx.reads.read(lambda txn: run(txn, query, rule))
+        self.ctx.stats.queries.record(time.perf_counter() - started)
+        self.send(result)
