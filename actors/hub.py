@@ -1,0 +1,120 @@
+"""The hub: every open WebSocket and SSE stream of this process, and their timers.
+
+One periodic task each, on the IOLoop, rather than timers per connection: heartbeats
+(WebSocket pings, SSE comment lines), token expiry, and the batched check that open
+connections' sessions still stand. That check reads ab_sessions on the read pool for
+all connections at once every SESSION_CHECK_INTERVAL, so a session revoked by any
+server process on the same database closes its sockets within a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from store.accounts import Accounts
+from store.base import now_ms
+from store.readpool import ReadPool
+
+logger = logging.getLogger(__name__)
+
+CLOSE_AUTH = 4001
+"""Authentication failed, ended, or never came (the seed's auth-error close)."""
+
+CLOSE_HEARTBEAT = 4002
+"""No pong within a ping interval."""
+
+CLOSE_GOING_AWAY = 1001
+"""The server is stopping."""
+
+
+class Watched(Protocol):
+    """What the hub needs of a connection; all on the loop thread."""
+
+    session_id: str | None
+    """The access token's session (None: admin token or not signed in yet)."""
+    expires_at: float | None
+    """When the token stops being valid (time.time()); None: never (admin token)."""
+
+    def heartbeat(self) -> None:
+        """Send a ping (WebSocket: and close if the last one went unanswered)."""
+
+    def close_for(self, code: int, reason: str) -> None:
+        """Close with a code and reason the client sees."""
+
+
+class Hub:
+    """Open connections by kind; starts and stops the periodic checks."""
+
+    def __init__(
+        self,
+        reads: ReadPool,
+        accounts: Accounts,
+        ping_interval: float,
+        sse_heartbeat: float,
+        session_check_interval: float,
+    ) -> None:
+        self._reads = reads
+        self._accounts = accounts
+        self._intervals = (ping_interval, sse_heartbeat, session_check_interval)
+        self.websockets: set[Watched] = set()
+        self.streams: set[Watched] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        ping, sse, check = self._intervals
+        self._tasks = [
+            asyncio.ensure_future(self._every(ping, self._ping)),
+            asyncio.ensure_future(self._every(sse, self._sse_ping)),
+            asyncio.ensure_future(self._every(min(check, 1.0), self._expire)),
+            asyncio.ensure_future(self._every(check, self._check_sessions)),
+        ]
+
+    def close_all(self) -> None:
+        """Stop the checks and close every connection (1001: the server is stopping)."""
+        for task in self._tasks:
+            task.cancel()
+        for conn in list(self.websockets) + list(self.streams):
+            conn.close_for(CLOSE_GOING_AWAY, "Server is shutting down")
+
+    async def _every(
+        self, interval: float, fn: Callable[[], Coroutine[Any, Any, None] | None]
+    ) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                result = fn()
+                if result is not None:
+                    await result
+            except Exception:
+                logger.exception("periodic connection check failed")
+
+    def _ping(self) -> None:
+        for conn in list(self.websockets):
+            conn.heartbeat()
+
+    def _sse_ping(self) -> None:
+        for conn in list(self.streams):
+            conn.heartbeat()
+
+    def _expire(self) -> None:
+        now = time.time()
+        for conn in list(self.websockets) + list(self.streams):
+            if conn.expires_at is not None and conn.expires_at <= now:
+                conn.close_for(CLOSE_AUTH, "Token expired: send auth with a fresh token")
+
+    async def _check_sessions(self) -> None:
+        checked = [
+            (c, c.session_id) for c in list(self.websockets) + list(self.streams) if c.session_id
+        ]
+        if not checked:
+            return
+        ids = sorted({sid for _, sid in checked if sid})
+        live = await self._reads.call(lambda: self._accounts.live_sessions(ids, now_ms()))
+        for conn, sid in checked:
+            # A re-auth while the query ran moved the connection to another session.
+            if sid not in live and conn.session_id == sid:
+                conn.close_for(CLOSE_AUTH, "Session revoked")

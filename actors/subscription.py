@@ -1,0 +1,378 @@
+"""SubscriptionActor: one live query computed once for everyone who asked it.
+
+Subscriptions with the same normalized query and the same permission context share
+one actor (the dispatcher keys them), so each committed tx is diffed once and each
+diff encoded once; members differ only by their subscription id, spliced in by the
+connection. Everything runs on the IOLoop (a LoopActor); reads go to the read pool.
+
+Ordering: change sets arrive in tx order. Before the first read has answered, and
+while a re-read is in flight, they are buffered; when the read answers with its
+snapshot tx S, buffered sets with tx <= S are dropped (the snapshot has them) and the
+rest applied in order, so no diff is lost or repeated between q-init and the first
+diff. Flat queries are diffed in Python (store.query.live); queries with links,
+`$offset` or `$after`, and flat windows that must be refilled, are re-read and the two
+results diffed; such a diff carries the re-read's tx (it may cover several commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+import pykka
+import ujson
+
+from actorbase.errors import ApiError, Internal
+from actors.runtime import LoopActor
+from actors.transactor import ChangeSet
+from store import permissions
+from store.base import Txn
+from store.mutations import Change
+from store.principal import Principal
+from store.query.ast import EntityQuery, Node, Query
+from store.query.execute import run
+from store.query.live import Diff, Window, diff, is_flat, project, sort_rows
+from store.query.match import matches
+from store.readpool import ReadPool
+
+logger = logging.getLogger(__name__)
+
+RESUME_MAX_TX = 10_000
+"""Largest gap a resume replays from ab_tx; beyond it the client gets a fresh q-init."""
+
+
+def _dumps(value: Any) -> str:
+    return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Frame:
+    """A server message for one subscription, encoded once for all its members.
+
+    `rest` is the JSON object after its leading fields: a connection writes
+    ``{"type":KIND,"id":ID,`` + rest on a WebSocket, or ``data: {"id":ID,`` + rest on
+    SSE. `diff` is kept so a slow connection can coalesce pending diffs.
+    """
+
+    kind: str  # q-init | q-diff | error
+    rest: str
+    tx: int | None
+    diff: Diff | None = None
+    multi: bool = False
+
+
+def diff_frame(d: Diff, tx: int, multi: bool) -> Frame:
+    """A q-diff; a query on several entities names the entity in each diff."""
+    body = {"entity": d.entity, **d.body()} if multi else d.body()
+    return Frame("q-diff", _dumps({**body, "tx": tx})[1:], tx, d, multi)
+
+
+def error_frame(exc: ApiError) -> Frame:
+    return Frame("error", _dumps(exc.to_wire())[1:], None)
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class Member:
+    """One client subscription: its connection actor and its id (JSON pre-encoded)."""
+
+    conn: pykka.ActorRef[Any]
+    sub_id: str
+    id_json: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Deliver:
+    """To a ConnectionActor: send `frame` for `member` (dropped if no longer current)."""
+
+    member: Member
+    frame: Frame
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Join:
+    """Add a member. `seen_tx`: the last tx the dispatcher had routed when it joined,
+    so a q-init from memory reports the tx its data reflects. `resume_from`: the
+    client already holds the result as of that tx (SSE Last-Event-ID)."""
+
+    member: Member
+    seen_tx: int
+    resume_from: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Leave:
+    member: Member
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Changes:
+    changeset: ChangeSet
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Read:
+    """A read's answer, told back to the actor: `result` of `run`, or the error."""
+
+    result: dict[str, Any] | None
+    error: BaseException | None = None
+    replay: list[Diff] | None = None
+
+
+class SubscriptionActor(LoopActor):
+    """One live query under one permission context, and the members who asked it."""
+
+    def __init__(
+        self,
+        query: Query,
+        principal: Principal,
+        reads: ReadPool,
+        resume_from: int | None = None,
+    ) -> None:
+        super().__init__()
+        self._query = query
+        self._principal = principal
+        self._reads = reads
+        self._flat = all(is_flat(eq) for eq in query.entities)
+        self._multi = len(query.entities) > 1
+        self._wheres: dict[str, Node] = {
+            eq.entity: permissions.restrict(principal, eq.entity, eq.where) for eq in query.entities
+        }
+        self.entities = query_entities(query)
+        self._windows: dict[str, Window] = {}
+        self._rows: dict[str, list[dict[str, Any]]] = {}
+        self._tx = 0
+        self._loaded = False
+        self._reading = False
+        self._buffer: list[ChangeSet] = []
+        self._members: list[Member] = []
+        self._waiting: list[Member] = []
+        self._resume_from = resume_from
+        self._task: asyncio.Task[None] | None = None
+
+    # -- messages (loop thread) ----------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._read()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Changes):
+            self._on_changes(message.changeset)
+        elif isinstance(message, Join):
+            self._waiting.append(message.member)
+            if self._loaded and not self._reading:
+                self._send_init(max(self._tx, message.seen_tx))
+        elif isinstance(message, Leave):
+            for group in (self._members, self._waiting):
+                if message.member in group:
+                    group.remove(message.member)
+        elif isinstance(message, _Read):
+            self._on_read(message)
+        return None
+
+    def on_stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _read(self) -> None:
+        """Run the query on the read pool; the answer comes back as a `_Read` message."""
+        self._reading = True
+        resume_from, self._resume_from = self._resume_from, None
+        self._task = asyncio.ensure_future(self._read_task(resume_from))
+
+    async def _read_task(self, resume_from: int | None) -> None:
+        ref = self.actor_ref
+        try:
+            if resume_from is not None and self._flat:
+                result, replay = await self._reads.read(lambda txn: self._resume(txn, resume_from))
+                message = _Read(result, replay=replay)
+            else:
+                message = _Read(await self._reads.read(self._run))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = _Read(None, error=exc)
+        if ref.is_alive():
+            ref.tell(message)
+
+    def _run(self, txn: Txn, extra: dict[str, int] | None = None) -> dict[str, Any]:
+        """On a read-pool thread: the query with full rows for flat windows (projected
+        here, since ordering and matching may need fields `$fields` leaves out)."""
+        query = self._query
+        if self._flat:
+            query = Query(
+                tuple(
+                    dataclasses.replace(
+                        eq, fields=None, limit=eq.limit + (extra or {}).get(eq.entity, 0)
+                    )
+                    for eq in query.entities
+                )
+            )
+        principal = self._principal
+        return run(txn, query, lambda entity: permissions.read_filter(principal, entity))
+
+    def _resume(self, txn: Txn, since: int) -> tuple[dict[str, Any], list[Diff] | None]:
+        """On a read-pool thread, in one snapshot: the result now, and the diffs from
+        the result as of tx `since`, rebuilt from ab_tx; None if that gap is gone."""
+        now = txn.last_tx()
+        if not 0 <= since <= now or now - since > RESUME_MAX_TX:
+            return self._run(txn), None
+        records = txn.execute(
+            "SELECT tx, changes FROM ab_tx WHERE tx > ? AND tx <= ? ORDER BY tx", (since, now)
+        ).fetchall()
+        if len(records) != now - since:
+            return self._run(txn), None
+        first_before: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for _, changes in records:
+            for c in ujson.loads(changes) if isinstance(changes, str) else changes:
+                first_before.setdefault((c["entity"], c["id"]), c["before"])
+        touched: dict[str, int] = {}
+        for entity, _ in first_before:
+            touched[entity] = touched.get(entity, 0) + 1
+        # limit + k rows hold every untouched row of the old window (at most k of its
+        # rows were touched since), so the old window is rebuilt exactly.
+        result = self._run(txn, touched)
+        cursors = result.setdefault("$cursors", {})
+        replay: list[Diff] = []
+        for eq in self._query.entities:
+            where, rows = self._wheres[eq.entity], result[eq.entity]
+            old_rows = [r for r in rows if (eq.entity, r["id"]) not in first_before] + [
+                before
+                for (entity, _), before in first_before.items()
+                if entity == eq.entity and before is not None and matches(where, before)
+            ]
+            old = Window.of(eq, where, sort_rows(eq, old_rows)[: eq.limit], False)
+            if len(rows) > eq.limit:
+                cursors[eq.entity] = ""
+            result[eq.entity] = rows = rows[: eq.limit]
+            replay.append(diff(eq.entity, old.visible(), [project(r, eq.fields) for r in rows]))
+        return result, replay
+
+    def _on_read(self, message: _Read) -> None:
+        self._reading = False
+        self._task = None
+        if message.result is None:
+            logger.error("live query read failed", exc_info=message.error)
+            frame = error_frame(
+                message.error if isinstance(message.error, ApiError) else Internal()
+            )
+            for member in self._members + self._waiting:
+                member.conn.tell(Deliver(member, frame))
+            self._waiting.clear()
+            return
+        result = message.result
+        tx = int(result["tx"])
+        old = self._visible() if self._loaded else None
+        if self._flat:
+            cursors = result.get("$cursors", {})
+            self._windows = {
+                eq.entity: Window.of(
+                    eq, self._wheres[eq.entity], result[eq.entity], eq.entity in cursors
+                )
+                for eq in self._query.entities
+            }
+        else:
+            self._rows = {eq.entity: result[eq.entity] for eq in self._query.entities}
+        self._tx = tx
+        if old is not None:
+            new = self._visible()
+            self._emit([diff(e, old[e], new[e]) for e in old], tx)
+        self._loaded = True
+        if message.replay is not None:
+            self._send_replay(message.replay, tx)
+        elif self._waiting:
+            self._send_init(tx)
+        buffered, self._buffer = self._buffer, []
+        for i, changeset in enumerate(buffered):
+            if changeset.tx > self._tx:
+                self._on_changes(changeset)
+                if self._reading:
+                    self._buffer = [cs for cs in buffered[i + 1 :] if cs.tx > tx]
+                    return
+
+    # -- changes -------------------------------------------------------------------------
+
+    def _on_changes(self, changeset: ChangeSet) -> None:
+        if not self._loaded or self._reading:
+            self._buffer.append(changeset)
+            return
+        if changeset.tx <= self._tx:
+            return  # the snapshot already has it
+        by_entity: dict[str, list[Change]] = {}
+        for change in changeset.changes:
+            if change.entity in self.entities:
+                by_entity.setdefault(change.entity, []).append(change)
+        if not by_entity:
+            self._tx = changeset.tx
+            return
+        if not self._flat:
+            self._read()  # committed before it was published: the re-read includes it
+            return
+        updated: dict[str, Window] = {}
+        diffs: list[Diff] = []
+        for entity, changes in by_entity.items():
+            applied = self._windows[entity].apply(changes)
+            if applied is None:
+                self._read()  # the window must be refilled from the database
+                return
+            updated[entity], d = applied
+            diffs.append(d)
+        self._windows.update(updated)
+        self._tx = changeset.tx
+        self._emit(diffs, changeset.tx)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def _visible(self) -> dict[str, list[dict[str, Any]]]:
+        if self._flat:
+            return {e: w.visible() for e, w in self._windows.items()}
+        return self._rows
+
+    def _emit(self, diffs: list[Diff], tx: int) -> None:
+        for d in diffs:
+            if not d:
+                continue
+            frame = diff_frame(d, tx, self._multi)
+            for member in self._members:
+                member.conn.tell(Deliver(member, frame))
+
+    def _send_init(self, tx: int) -> None:
+        frame = Frame("q-init", _dumps({"data": self._visible(), "tx": tx})[1:], tx)
+        for member in self._waiting:
+            member.conn.tell(Deliver(member, frame))
+        self._members.extend(self._waiting)
+        self._waiting.clear()
+
+    def _send_replay(self, diffs: list[Diff], tx: int) -> None:
+        """The resumed member gets only what changed since its Last-Event-ID."""
+        for d in diffs:
+            if d:
+                frame = diff_frame(d, tx, self._multi)
+                for member in self._waiting:
+                    member.conn.tell(Deliver(member, frame))
+        self._members.extend(self._waiting)
+        self._waiting.clear()
+
+
+def query_entities(query: Query) -> frozenset[str]:
+    """Every entity a query reads, links included: the changes that concern it."""
+    out: set[str] = set()
+
+    def walk(eq: EntityQuery) -> None:
+        out.add(eq.entity)
+        for lq in eq.links:
+            walk(lq.query)
+
+    for eq in query.entities:
+        walk(eq)
+    return frozenset(out)
+
+
+def principal_key(principal: Principal) -> str:
+    """Readers who see the same rows: the admin, or one user with one role and claims."""
+    if principal.is_admin:
+        return "admin"
+    return _dumps([principal.user_id, principal.role, principal.claims])

@@ -1,0 +1,136 @@
+"""GET /api/subscribe?q=<json>: one live query as Server-Sent Events.
+
+The fallback for clients without WebSocket (the seed's SSE section): `event: q-init`,
+then `event: q-diff` frames, each `data:` the WebSocket message without its `type`
+and with the subscription id "sub-1", each with an `id:` line carrying its tx. A
+`: ping` comment goes out every SSE_HEARTBEAT seconds (routers drop idle streams).
+
+The token comes in the Authorization header or, for EventSource (which cannot set
+headers), in a `token` query parameter: less safe, since URLs end up in logs and
+browser history, so prefer the header. A reconnect sending `Last-Event-ID: <tx>`
+resumes: the changes since that tx are replayed from the ab_tx log as one q-diff
+(flat queries), else the stream starts over with a fresh q-init. The stream ends when
+the token expires or its session is revoked (`event: close`), or the server stops.
+An open stream counts as an in-flight HTTP request in /api/admin/health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from typing import Any
+
+import ujson
+
+from actorbase.errors import InvalidArgument
+from actors.bridge import ask
+from actors.connection import ConnectionActor, Subscribe
+from handlers.base import ApiHandler
+from handlers.ws import dumps, parse_live_query, token_expiry
+
+SUB_ID = "sub-1"
+
+
+class SubscribeHandler(ApiHandler):
+    """One SSE stream; implements actors.connection.Socket and actors.hub.Watched."""
+
+    def bearer(self) -> str | None:
+        return super().bearer() or self.get_query_argument("token", None) or None
+
+    async def get(self) -> None:
+        principal = self.require_auth()
+        ctx = self.ctx
+        assert ctx.hub is not None and ctx.dispatcher is not None and ctx.rooms is not None
+        raw = self.get_query_argument("q", None)
+        if raw is None:
+            raise InvalidArgument("q: the query, as JSON, is required")
+        try:
+            parsed = ujson.loads(raw)
+        except ValueError:
+            raise InvalidArgument("q: not valid JSON") from None
+        query, normalized = parse_live_query(ctx, parsed)
+        resume_from = _last_event_id(self.request.headers.get("Last-Event-ID"))
+        token = self.bearer()
+        assert token is not None
+        self.session_id = principal.session_id
+        self.expires_at = token_expiry(token, principal)
+        self._unsent = 0
+        self._drain: tuple[int, Any] | None = None
+        self._done = asyncio.Event()
+
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        self.flush()
+        s = ctx.settings
+        conn = ConnectionActor.start(
+            self,
+            "conn-" + uuid.uuid4().hex[:16],
+            principal,
+            ctx.dispatcher,
+            ctx.rooms,
+            1,
+            0,
+            s.ws_buffer_soft,
+            s.ws_buffer_hard,
+        )
+        ctx.hub.streams.add(self)
+        try:
+            await ask(conn, Subscribe(SUB_ID, dumps(SUB_ID), query, normalized, resume_from))
+            await self._done.wait()
+        finally:
+            ctx.hub.streams.discard(self)
+            conn.stop(block=False)
+
+    def on_connection_close(self) -> None:
+        done = getattr(self, "_done", None)
+        if done is not None:
+            done.set()
+
+    # -- actors.connection.Socket and actors.hub.Watched (loop thread) -------------------
+
+    def send_text(self, text: str) -> None:
+        if self._done.is_set():
+            return
+        self.write(text)
+        n = len(text)
+        self._unsent += n
+        self.flush().add_done_callback(functools.partial(self._sent, n))
+
+    def _sent(self, n: int, future: asyncio.Future[None]) -> None:
+        self._unsent -= n
+        if not future.cancelled():
+            future.exception()  # a closed stream: on_connection_close ends the request
+        if self._drain is not None and self._unsent < self._drain[0]:
+            callback, self._drain = self._drain[1], None
+            callback()
+
+    def frame(self, kind: str, id_json: str, rest: str, tx: int | None) -> str:
+        id_line = "" if tx is None else f"id: {tx}\n"
+        return f'event: {kind}\n{id_line}data: {{"id":{id_json},{rest}\n\n'
+
+    def buffered(self) -> int:
+        return self._unsent
+
+    def when_drained(self, below: int, callback: Any) -> None:
+        if self._unsent < below:
+            callback()
+        else:
+            self._drain = (below, callback)
+
+    def heartbeat(self) -> None:
+        self.send_text(": ping\n\n")
+
+    def close_for(self, code: int, reason: str) -> None:
+        """End the stream; the WebSocket close code and reason go out first as an
+        `event: close` (4001: sign in again; 1001: the server is stopping)."""
+        self.send_text(f"event: close\ndata: {dumps({'code': code, 'reason': reason})}\n\n")
+        self._done.set()
+
+
+def _last_event_id(raw: str | None) -> int | None:
+    """The tx a reconnecting EventSource last saw; anything else starts afresh."""
+    if raw is None or not raw.strip().isdigit() or len(raw.strip()) > 18:
+        return None
+    return int(raw.strip())

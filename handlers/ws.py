@@ -1,0 +1,368 @@
+"""The WebSocket protocol at /ws, in one place (the seed's "WebSocket" section).
+
+Client messages: `auth` (first, and again with a fresh token before the old one
+expires), `subscribe`, `unsubscribe`, `mutate`, `pong`, `presence-enter`,
+`presence-update`, `presence-leave`. Server messages: `auth-ok`, `auth-error`,
+`q-init`, `q-diff`, `mutate-ok`, `mutate-error`, `unsubscribe-ok`, `ping`,
+`presence-change`, and `error` (`{type, error: {code, message, status}, id?}`) for
+every message that is malformed, unknown, over a limit or fails.
+
+Close codes: 4001 authentication failed, expired (no fresh `auth` in time), never
+came, or the session was revoked; 4002 no `pong` within a ping interval; 4008 a slow
+consumer past WS_BUFFER_HARD; 1001 the server is stopping; 1009 (Tornado) a message
+over four times WS_MAX_MESSAGE_BYTES.
+
+Everything here runs on the IOLoop. Messages of one socket are handled one at a time
+in order (Tornado awaits `on_message`), except `mutate`, which waits for COMMIT in a
+task of its own so a slow write never delays a pong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import uuid
+from typing import Any
+
+import jwt
+import tornado.websocket
+import ujson
+
+from actorbase.context import Context
+from actorbase.errors import (
+    ApiError,
+    Internal,
+    InvalidArgument,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthenticated,
+)
+from actors.bridge import ask
+from actors.connection import ConnectionActor, PresenceOp, Subscribe, Unsubscribe
+from actors.hub import CLOSE_AUTH, CLOSE_HEARTBEAT
+from actors.room import ROOM_RE
+from actors.transactor import submit
+from handlers.base import principal_for_token
+from handlers.cors import websocket_origin_allowed
+from store.mutations import parse_ops
+from store.principal import Principal
+from store.query.ast import Limits, Query
+from store.query.links import NO_LINKS, Links
+from store.query.parse import parse_query
+
+logger = logging.getLogger(__name__)
+
+SUB_ID_MAX = 128
+
+
+def dumps(value: Any) -> str:
+    return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
+
+
+def parse_live_query(ctx: Context, raw: Any) -> tuple[Query, str]:
+    """A subscription's query, parsed with /api/query's limits and links, and the
+    normalized form that identical subscriptions share a computation under."""
+    settings = ctx.settings
+    limits = Limits(
+        max_depth=settings.query_max_depth,
+        max_operators=settings.query_max_operators,
+        max_rows=settings.query_max_rows,
+    )
+    # As handlers/query.py: the app-definition loader puts declared links in extras.
+    links: Links = getattr(ctx, "extras", {}).get("links", NO_LINKS)
+    query = parse_query(raw, links, limits)
+    if any(eq.after is not None for eq in query.entities):
+        raise InvalidArgument("$after: a live query follows the first page; drop the cursor")
+    return query, repr(query)
+
+
+def token_expiry(token: str, principal: Principal) -> float | None:
+    """When a verified access token expires (None for the admin token)."""
+    if principal.is_admin:
+        return None
+    return float(jwt.decode(token, options={"verify_signature": False})["exp"])
+
+
+class WebSocket(tornado.websocket.WebSocketHandler):
+    """One client socket: the protocol state machine. Writes go through `write`, which
+    counts unsent bytes for the connection actor's flow control."""
+
+    def initialize(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.principal: Principal | None = None
+        self.session_id: str | None = None
+        self.expires_at: float | None = None
+        self._conn: Any = None
+        self._conn_id = "conn-" + uuid.uuid4().hex[:16]
+        self._opened_at = time.monotonic()
+        self._ponged = True
+        self._open = False
+        self._unsent = 0
+        self._drain: tuple[int, Any] | None = None
+        self._tokens = float(2 * ctx.settings.ws_message_rate)
+        self._refilled = time.monotonic()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def max_message_size(self) -> int:
+        # Beyond this Tornado closes with 1009; up to it, on_message answers an error.
+        return 4 * self.ctx.settings.ws_max_message_bytes
+
+    def check_origin(self, origin: str) -> bool:
+        # Pages of this server and CORS_ORIGINS; clients sending no Origin never get here.
+        return websocket_origin_allowed(self.ctx.settings.cors_origins, origin, self.request.host)
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        if self.ctx.shutting_down or self.ctx.hub is None:
+            self.close(1001, "Server is shutting down")
+            return
+        self._open = True
+        self.ctx.websockets += 1
+        self.ctx.hub.websockets.add(self)
+
+    def on_close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        self.ctx.websockets -= 1
+        if self.ctx.hub is not None:
+            self.ctx.hub.websockets.discard(self)
+        for task in self._tasks:
+            task.cancel()
+        if self._conn is not None:
+            self._conn.stop(block=False)  # leaves its subscriptions and rooms
+
+    # -- incoming --------------------------------------------------------------------------
+
+    async def on_message(self, message: str | bytes) -> None:
+        try:
+            await self._handle(message)
+        except ApiError as exc:
+            self.send_api_error(exc, _id_of(message))
+        except Exception:
+            logger.exception("websocket message failed")
+            self.send_api_error(Internal(), None)
+
+    async def _handle(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            raise InvalidArgument("Binary messages are not supported; send JSON text")
+        limit = self.ctx.settings.ws_max_message_bytes
+        if len(message) > limit:
+            raise PayloadTooLarge(f"Message exceeds {limit} bytes")
+        try:
+            msg = ujson.loads(message)
+        except ValueError:
+            msg = None
+        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+            if self.principal is None:
+                self._refuse("Send auth first, as a JSON object with a type")
+                return
+            raise InvalidArgument("Messages are JSON objects with a string `type`")
+        kind = msg["type"]
+        if kind == "pong":
+            self._ponged = True
+            return
+        if kind == "auth":
+            await self._auth(msg)
+            return
+        if self.principal is None:
+            self._refuse(f"Send auth before {kind!r}")
+            return
+        self._take_token()
+        handler = self._handlers.get(kind)
+        if handler is None:
+            raise InvalidArgument(f"Unknown message type {kind!r}")
+        await handler(self, msg)
+
+    def _take_token(self) -> None:
+        rate = self.ctx.settings.ws_message_rate
+        now = time.monotonic()
+        self._tokens = min(2.0 * rate, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens < 1:
+            raise RateLimited(1)
+        self._tokens -= 1
+
+    def _refuse(self, reason: str) -> None:
+        self.send_api_error(Unauthenticated(reason), None)
+        self.close(CLOSE_AUTH, reason)
+
+    async def _auth(self, msg: dict[str, Any]) -> None:
+        token = msg.get("token")
+        try:
+            if not isinstance(token, str) or not token:
+                raise Unauthenticated("auth: token must be a non-empty string")
+            principal = await principal_for_token(self.ctx, token)
+            if self.principal is not None and (
+                principal.is_admin != self.principal.is_admin
+                or principal.user_id != self.principal.user_id
+            ):
+                raise Unauthenticated("auth: a connection stays with the user it began with")
+        except Unauthenticated as exc:
+            self.send({"type": "auth-error", "message": exc.message})
+            self.close(CLOSE_AUTH, exc.message[:120])
+            return
+        # A fresh token extends the connection past the old token's expiry.
+        self.expires_at = token_expiry(token, principal)
+        self.session_id = principal.session_id
+        if self.principal is None:
+            self.principal = principal
+            ctx = self.ctx
+            assert ctx.dispatcher is not None and ctx.rooms is not None
+            s = ctx.settings
+            self._conn = ConnectionActor.start(
+                self,
+                self._conn_id,
+                principal,
+                ctx.dispatcher,
+                ctx.rooms,
+                s.ws_max_subscriptions,
+                s.presence_max_rooms,
+                s.ws_buffer_soft,
+                s.ws_buffer_hard,
+            )
+        self.send({"type": "auth-ok", "userId": principal.user_id})
+
+    async def _subscribe(self, msg: dict[str, Any]) -> None:
+        sub_id = _sub_id(msg)
+        if "query" not in msg:
+            raise InvalidArgument("subscribe: query is required")
+        query, normalized = parse_live_query(self.ctx, msg["query"])
+        await ask(self._conn, Subscribe(sub_id, dumps(sub_id), query, normalized))
+
+    async def _unsubscribe(self, msg: dict[str, Any]) -> None:
+        sub_id = _sub_id(msg)
+        await ask(self._conn, Unsubscribe(sub_id))
+        self.send({"type": "unsubscribe-ok", "id": sub_id})
+
+    async def _mutate(self, msg: dict[str, Any]) -> None:
+        mut_id = msg.get("id")
+        if not isinstance(mut_id, str) or not 0 < len(mut_id) <= SUB_ID_MAX:
+            raise InvalidArgument(f"mutate: id must be a string of 1-{SUB_ID_MAX} characters")
+        try:
+            ops = parse_ops(msg.get("ops"))
+        except ApiError as exc:
+            self._mutate_error(mut_id, exc)
+            return
+        assert self.principal is not None
+        reply = submit(self.ctx.transactor, ops, self.principal)
+        task = asyncio.ensure_future(self._await_commit(mut_id, reply))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _await_commit(self, mut_id: str, reply: Any) -> None:
+        try:
+            outcome = await asyncio.wrap_future(reply)
+        except ApiError as exc:
+            self._mutate_error(mut_id, exc)
+        except Exception:
+            logger.exception("websocket mutation failed")
+            self._mutate_error(mut_id, Internal())
+        else:
+            self.send({"type": "mutate-ok", "id": mut_id, "tx": outcome.tx})
+
+    def _mutate_error(self, mut_id: str, exc: ApiError) -> None:
+        self.send({"type": "mutate-error", "id": mut_id, **exc.to_wire()})
+
+    async def _presence(self, msg: dict[str, Any]) -> None:
+        op = msg["type"].removeprefix("presence-")
+        room = msg.get("room")
+        if not isinstance(room, str) or not ROOM_RE.match(room):
+            raise InvalidArgument("room: 1-128 letters, digits or _ . : @ ~ -")
+        data = msg.get("data")
+        if op != "leave":
+            if data is None:
+                data = {}
+            if not isinstance(data, dict):
+                raise InvalidArgument("data: must be a JSON object")
+            limit = self.ctx.settings.presence_max_bytes
+            if len(dumps(data).encode()) > limit:
+                raise PayloadTooLarge(f"data: presence data exceeds {limit} bytes")
+        await ask(self._conn, PresenceOp(op, room, data))
+
+    _handlers = {
+        "subscribe": _subscribe,
+        "unsubscribe": _unsubscribe,
+        "mutate": _mutate,
+        "presence-enter": _presence,
+        "presence-update": _presence,
+        "presence-leave": _presence,
+    }
+
+    # -- outgoing (actors.connection.Socket and actors.hub.Watched) -----------------------
+
+    def send(self, body: dict[str, Any]) -> None:
+        self.send_text(dumps(body))
+
+    def send_api_error(self, exc: ApiError, msg_id: str | None) -> None:
+        body: dict[str, Any] = {"type": "error", **exc.to_wire()}
+        if msg_id is not None:
+            body["id"] = msg_id
+        self.send(body)
+
+    def send_text(self, text: str) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        n = len(text)
+        try:
+            future = self.write_message(text)
+        except tornado.websocket.WebSocketClosedError:
+            return
+        self._unsent += n
+        future.add_done_callback(functools.partial(self._sent, n))
+
+    def _sent(self, n: int, future: asyncio.Future[None]) -> None:
+        self._unsent -= n
+        if not future.cancelled():
+            future.exception()  # a closed stream: on_close does the cleanup
+        if self._drain is not None and self._unsent < self._drain[0]:
+            callback, self._drain = self._drain[1], None
+            callback()
+
+    def frame(self, kind: str, id_json: str, rest: str, tx: int | None) -> str:
+        return '{"type":"' + kind + '","id":' + id_json + "," + rest
+
+    def buffered(self) -> int:
+        return self._unsent
+
+    def when_drained(self, below: int, callback: Any) -> None:
+        if self._unsent < below:
+            callback()
+        else:
+            self._drain = (below, callback)
+
+    def close_for(self, code: int, reason: str) -> None:
+        self.close(code, reason)
+
+    def heartbeat(self) -> None:
+        interval = self.ctx.settings.ws_ping_interval
+        if self.principal is None:
+            if time.monotonic() - self._opened_at >= interval:
+                self.close(CLOSE_AUTH, "Authentication timeout: send auth first")
+            return
+        if not self._ponged:
+            self.close(CLOSE_HEARTBEAT, f"No pong within {interval:g} s")
+            return
+        self._ponged = False
+        self.send_text('{"type":"ping"}')
+
+
+def _sub_id(msg: dict[str, Any]) -> str:
+    sub_id = msg.get("id")
+    if not isinstance(sub_id, str) or not 0 < len(sub_id) <= SUB_ID_MAX:
+        raise InvalidArgument(f"id: must be a string of 1-{SUB_ID_MAX} characters")
+    return sub_id
+
+
+def _id_of(message: str | bytes) -> str | None:
+    """The `id` of a message that failed, to echo in its error (if it has one)."""
+    if isinstance(message, bytes) or len(message) > 1 << 20:
+        return None
+    try:
+        msg = ujson.loads(message)
+    except ValueError:
+        return None
+    value = msg.get("id") if isinstance(msg, dict) else None
+    return value if isinstance(value, str) and len(value) <= SUB_ID_MAX else None
