@@ -131,6 +131,20 @@ class Txn:
         self.execute(f"RELEASE SAVEPOINT {name}")
 
 
+@contextlib.contextmanager
+def open_txn(conn: Any, dialect: Dialect, begin: str = "BEGIN") -> Iterator[Txn]:
+    """`begin` … COMMIT on `conn`; ROLLBACK if the block raises and the connection
+    still works (a broken PostgreSQL connection has nothing left to roll back)."""
+    conn.execute(begin)
+    try:
+        yield Txn(conn, dialect)
+    except BaseException:
+        if not getattr(conn, "broken", False):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class Store(abc.ABC):
     """A backend. `read` may be called from many threads; `write` from one."""
 
@@ -140,9 +154,27 @@ class Store(abc.ABC):
     integrity_errors: tuple[type[Exception], ...]
     """The driver's constraint-violation errors (a duplicate key is a CONFLICT)."""
 
-    @abc.abstractmethod
+    migrations: list[tuple[int, list[str]]]
+    """This backend's list in store/migrations.py."""
+    migration_lock: tuple[str, ...] = ()
+    """Statements that make concurrent `migrate` calls (several nodes) take turns."""
+
     def migrate(self) -> list[int]:
-        """Apply pending migrations; return the versions applied."""
+        """Apply pending migrations in one transaction; return the versions applied."""
+        with self.write() as txn:
+            for statement in self.migration_lock:
+                txn.execute(statement)
+            txn.execute("CREATE TABLE IF NOT EXISTS ab_migrations (version INTEGER PRIMARY KEY)")
+            done = {r[0] for r in txn.execute("SELECT version FROM ab_migrations").fetchall()}
+            applied = []
+            for version, statements in self.migrations:
+                if version in done:
+                    continue
+                for statement in statements:
+                    txn.execute(statement)
+                txn.execute("INSERT INTO ab_migrations (version) VALUES (?)", (version,))
+                applied.append(version)
+            return applied
 
     @abc.abstractmethod
     def read(self, fn: Callable[[Txn], T]) -> T:

@@ -15,9 +15,9 @@ from typing import TypeVar
 import psycopg
 import psycopg_pool
 
-from store import migrations
-from store.base import Store, Txn
+from store.base import Store, Txn, open_txn
 from store.dialect import PostgresDialect
+from store.migrations import POSTGRES
 
 T = TypeVar("T")
 
@@ -27,6 +27,8 @@ _MIGRATION_LOCK = 7_700_001
 
 class PostgresStore(Store):
     label = "postgresql"
+    migrations = POSTGRES
+    migration_lock = (f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})",)
     integrity_errors = (psycopg.IntegrityError,)
 
     def __init__(self, url: str, read_threads: int) -> None:
@@ -44,21 +46,6 @@ class PostgresStore(Store):
         self._writer: psycopg.Connection | None = None
         self._writer_lock = threading.Lock()
 
-    def migrate(self) -> list[int]:
-        with self.write() as txn:
-            txn.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
-            txn.execute("CREATE TABLE IF NOT EXISTS ab_migrations (version INTEGER PRIMARY KEY)")
-            done = {r[0] for r in txn.execute("SELECT version FROM ab_migrations").fetchall()}
-            applied = []
-            for version, statements in migrations.POSTGRES:
-                if version in done:
-                    continue
-                for statement in statements:
-                    txn.execute(statement)
-                txn.execute("INSERT INTO ab_migrations (version) VALUES (?)", (version,))
-                applied.append(version)
-            return applied
-
     def read(self, fn: Callable[[Txn], T]) -> T:
         with self._pool.connection() as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -74,28 +61,13 @@ class PostgresStore(Store):
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Txn]:
-        with self._writer_lock:
-            conn = self._writer_conn()
-            conn.execute("BEGIN")
-            try:
-                yield Txn(conn, self.dialect)
-            except BaseException:
-                if not conn.broken:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._writer_lock, open_txn(self._writer_conn(), self.dialect) as txn:
+            yield txn
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Txn]:
-        with self._pool.connection() as conn:
-            conn.execute("BEGIN")
-            try:
-                yield Txn(conn, self.dialect)
-            except BaseException:
-                if not conn.broken:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._pool.connection() as conn, open_txn(conn, self.dialect) as txn:
+            yield txn
 
     def ping(self) -> bool:
         try:

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from store import migrations
-from store.base import Store, Txn
+from store.base import Store, Txn, open_txn
 from store.dialect import SQLiteDialect
+from store.migrations import SQLITE
 
 T = TypeVar("T")
 
@@ -28,6 +28,7 @@ def path_from_url(url: str) -> Path:
 
 class SQLiteStore(Store):
     label = "sqlite"
+    migrations = SQLITE
     integrity_errors = (sqlite3.IntegrityError,)
 
     def __init__(self, url: str) -> None:
@@ -50,20 +51,6 @@ class SQLiteStore(Store):
             self._all.append(conn)
         return conn
 
-    def migrate(self) -> list[int]:
-        with self.write() as txn:
-            txn.execute("CREATE TABLE IF NOT EXISTS ab_migrations (version INTEGER PRIMARY KEY)")
-            done = {r[0] for r in txn.execute("SELECT version FROM ab_migrations").fetchall()}
-            applied = []
-            for version, statements in migrations.SQLITE:
-                if version in done:
-                    continue
-                for statement in statements:
-                    txn.execute(statement)
-                txn.execute("INSERT INTO ab_migrations (version) VALUES (?)", (version,))
-                applied.append(version)
-            return applied
-
     def _local_conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
@@ -83,26 +70,14 @@ class SQLiteStore(Store):
         with self._writer_lock:
             if self._writer is None:
                 self._writer = self._connect()
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield Txn(conn, self.dialect)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            with open_txn(self._writer, self.dialect, "BEGIN IMMEDIATE") as txn:
+                yield txn
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Txn]:
-        conn = self._local_conn()
         # IMMEDIATE takes the write lock up front; busy waits are bounded by `timeout`.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield Txn(conn, self.dialect)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with open_txn(self._local_conn(), self.dialect, "BEGIN IMMEDIATE") as txn:
+            yield txn
 
     def ping(self) -> bool:
         try:
