@@ -1,8 +1,12 @@
 """ConnectionActor: one per WebSocket or SSE stream, on the IOLoop (a LoopActor).
 
-It holds what a connection has open (subscriptions, presence rooms) and owns its
-outgoing data path. Subscription and room actors `tell` it frames, never wait for it:
-a slow socket must not hold up the computation every other socket shares.
+It holds what a connection has open (subscriptions, presence rooms); control requests
+(subscribe, unsubscribe, presence) are asks to it, handled one at a time in order.
+Its outgoing data path is an `Outbox` that subscription and room actors call
+directly: they run on the same loop thread, so a frame to a socket that is not
+backed up costs one send, with no mailbox hop, and the order of their calls is the
+order on the wire (a subscription's q-init, then its diffs in tx order). They never
+wait for it: a slow socket must not hold up the computation every other socket shares.
 
 Flow control: while fewer than WS_BUFFER_SOFT bytes wait unsent, frames are written at
 once. Past it, q-diffs are kept per subscription and coalesced into one (carrying the
@@ -14,13 +18,14 @@ held back, so a subscription's q-init always precedes its diffs.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from actorbase.errors import InvalidArgument, NotFound
 from actors.dispatcher import Dispatcher
-from actors.room import Rooms
+from actors.room import PresenceChange, Rooms
 from actors.runtime import LoopActor
-from actors.subscription import Deliver, Frame, Member, diff_frame
+from actors.subscription import Frame, Member, diff_frame
 from store.principal import Principal
 from store.query.ast import Query
 from store.query.live import compose
@@ -30,18 +35,22 @@ CLOSE_SLOW = 4008
 
 
 class Socket(Protocol):
-    """Where a ConnectionActor writes: a WebSocket or an SSE stream; loop thread only."""
+    """Where a connection writes: a WebSocket or an SSE stream; loop thread only."""
 
-    def send_text(self, text: str) -> None:
-        """Queue `text` (one message or event) for the client."""
+    def encode(self, text: str) -> bytes:
+        """The bytes that carry `text` (one message or event) on this transport; the
+        same for every socket of the transport, so one encoding can be shared."""
 
     def frame(self, kind: str, id_json: str, rest: str, tx: int | None) -> str:
         """The text of a subscription frame for this transport."""
 
+    def send_bytes(self, data: bytes) -> None:
+        """Queue `data` (from `encode`) for the client."""
+
     def buffered(self) -> int:
         """Bytes written but not yet sent."""
 
-    def when_drained(self, below: int, callback: Any) -> None:
+    def when_drained(self, below: int, callback: Callable[[], None]) -> None:
         """Call `callback()` once, on the loop, when fewer than `below` bytes are unsent."""
 
     def close_for(self, code: int, reason: str) -> None:
@@ -75,139 +84,100 @@ class PresenceOp:
     data: Any = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class PresenceChange:
-    """Tell, from a RoomActor: the room's peers, encoded once for every member."""
+class Outbox:
+    """The outgoing path of one connection: its open members and rooms, and the frames
+    held back while its socket is backed up. Loop thread only.
 
-    room: str
-    text: str
+    Subscription and room actors call `deliver` and `presence_change` directly; the
+    ConnectionActor updates the open members and rooms before joining and after
+    leaving, so a frame for a member or room that is no longer open is dropped.
+    """
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Drained:
-    pass
-
-
-class ConnectionActor(LoopActor):
-    """The open subscriptions and rooms of one connection, and its outgoing path."""
+    __slots__ = (
+        "_closed",
+        "_hard",
+        "_on_error",
+        "_pending",
+        "_pending_presence",
+        "_socket",
+        "_soft",
+        "_transport",
+        "rooms",
+        "subs",
+    )
 
     def __init__(
         self,
         socket: Socket,
-        conn_id: str,
-        principal: Principal,
-        dispatcher: Dispatcher,
-        rooms: Rooms,
-        max_subscriptions: int,
-        max_rooms: int,
         soft_limit: int,
         hard_limit: int,
+        on_error: Callable[[Member], None],
     ) -> None:
-        super().__init__()
         self._socket = socket
-        self._conn_id = conn_id
-        self._principal = principal
-        self._dispatcher = dispatcher
-        self._rooms = rooms
-        self._max_subscriptions = max_subscriptions
-        self._max_rooms = max_rooms
+        self._transport = type(socket)  # the key of shared encodings
         self._soft = soft_limit
         self._hard = hard_limit
-        self._subs: dict[str, Member] = {}
-        self._in_rooms: set[str] = set()
+        self.subs: dict[str, Member] = {}
+        self.rooms: set[str] = set()
         # Held back while the socket is backed up, in arrival order of their first frame.
         self._pending: dict[tuple[str, str | None], tuple[Member, Frame]] = {}
-        self._pending_presence: dict[str, str] = {}
+        self._pending_presence: dict[str, PresenceChange] = {}
         self._closed = False
+        self._on_error = on_error  # a member whose live query failed (its error frame is sent)
 
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Deliver):
-            self._deliver(message.member, message.frame)
-        elif isinstance(message, PresenceChange):
-            self._presence_change(message)
-        elif isinstance(message, _Drained):
-            self._flush()
-        elif isinstance(message, Subscribe):
-            self._subscribe(message)
-        elif isinstance(message, Unsubscribe):
-            member = self._subs.pop(message.sub_id, None)
-            if member is None:
-                raise NotFound(f"No subscription {message.sub_id!r}")
-            self._drop_pending(member.sub_id)
-            self._dispatcher.leave(member)
-        elif isinstance(message, PresenceOp):
-            self._presence(message)
-        return None
-
-    def on_stop(self) -> None:
-        """Leave every subscription and room: the socket is gone."""
+    def close(self) -> None:
+        """Send nothing more: the connection is gone."""
         self._closed = True
-        for member in self._subs.values():
-            self._dispatcher.leave(member)
-        self._subs.clear()
-        for room in self._in_rooms:
-            self._rooms.leave(room, self._conn_id)
-        self._in_rooms.clear()
+        self._pending.clear()
+        self._pending_presence.clear()
 
-    # -- control (asks from the protocol handler) ----------------------------------------
+    def leave_room(self, room: str) -> None:
+        self.rooms.discard(room)
+        self._pending_presence.pop(room, None)
 
-    def _subscribe(self, message: Subscribe) -> None:
-        if message.sub_id in self._subs:
-            raise InvalidArgument(f"id: subscription {message.sub_id!r} is already open")
-        if len(self._subs) >= self._max_subscriptions:
-            raise InvalidArgument(
-                f"Too many subscriptions on this connection (at most {self._max_subscriptions})"
-            )
-        member = Member(self.actor_ref, message.sub_id, message.id_json)
-        self._subs[message.sub_id] = member
-        self._dispatcher.join(
-            member, message.query, message.normalized, self._principal, message.resume_from
-        )
+    def drop(self, sub_id: str) -> Member | None:
+        """Close subscription `sub_id`: its held-back diffs and later frames are dropped."""
+        for key in [k for k in self._pending if k[0] == sub_id]:
+            del self._pending[key]
+        return self.subs.pop(sub_id, None)
 
-    def _presence(self, message: PresenceOp) -> None:
-        room = message.room
-        if message.op == "enter":
-            if room in self._in_rooms:
-                self._rooms.update(room, self._conn_id, message.data)
-                return
-            if len(self._in_rooms) >= self._max_rooms:
-                raise InvalidArgument(f"Too many presence rooms (at most {self._max_rooms})")
-            self._in_rooms.add(room)
-            self._rooms.enter(
-                room, self._conn_id, self._principal.user_id, message.data, self.actor_ref
-            )
-            return
-        if room not in self._in_rooms:
-            raise NotFound(f"Not in presence room {room!r}")
-        if message.op == "update":
-            self._rooms.update(room, self._conn_id, message.data)
-        else:
-            self._in_rooms.discard(room)
-            self._pending_presence.pop(room, None)
-            self._rooms.leave(room, self._conn_id)
-
-    # -- the outgoing path ---------------------------------------------------------------
-
-    def _deliver(self, member: Member, frame: Frame) -> None:
-        if self._closed or self._subs.get(member.sub_id) is not member:
+    def deliver(self, member: Member, frame: Frame) -> None:
+        """Send `frame` for `member` (actors.subscription.Sink)."""
+        if self._closed or self.subs.get(member.sub_id) is not member:
             return  # unsubscribed meanwhile: a late frame of the old subscription
         if frame.kind == "error":
             # The live query failed: it is over for this member.
-            del self._subs[member.sub_id]
-            self._dispatcher.leave(member)
+            del self.subs[member.sub_id]
+            self._on_error(member)
         elif frame.kind == "q-diff" and (self._pending or self._backed_up()):
             self._hold(member, frame)
             return
-        self._write(self._socket.frame(frame.kind, member.id_json, frame.rest, frame.tx))
+        self._write(self._encoded(member, frame))
 
-    def _presence_change(self, message: PresenceChange) -> None:
-        if self._closed or message.room not in self._in_rooms:
+    def presence_change(self, change: PresenceChange) -> None:
+        """Send a room's peers (from its RoomActor), unless this connection left it."""
+        if self._closed or change.room not in self.rooms:
             return
         if self._pending_presence or self._backed_up():
-            self._pending_presence[message.room] = message.text  # latest wins
+            self._pending_presence[change.room] = change  # latest wins
             self._await_drain()
             return
-        self._write(message.text)
+        self._write(self._encoded_change(change))
+
+    def _encoded(self, member: Member, frame: Frame) -> bytes:
+        key = (self._transport, member.id_json)
+        data = frame.wire.get(key)
+        if data is None:
+            socket = self._socket
+            text = socket.frame(frame.kind, member.id_json, frame.rest, frame.tx)
+            data = frame.wire[key] = socket.encode(text)
+        return data
+
+    def _encoded_change(self, change: PresenceChange) -> bytes:
+        data = change.wire.get(self._transport)
+        if data is None:
+            data = change.wire[self._transport] = self._socket.encode(change.text)
+        return data
 
     def _backed_up(self) -> bool:
         return self._socket.buffered() > self._soft
@@ -222,12 +192,7 @@ class ConnectionActor(LoopActor):
         self._await_drain()
 
     def _await_drain(self) -> None:
-        ref = self.actor_ref
-        self._socket.when_drained(self._soft + 1, lambda: ref.tell(_Drained()))
-
-    def _drop_pending(self, sub_id: str) -> None:
-        for key in [k for k in self._pending if k[0] == sub_id]:
-            del self._pending[key]
+        self._socket.when_drained(self._soft + 1, self._flush)
 
     def _flush(self) -> None:
         if self._closed:
@@ -235,15 +200,99 @@ class ConnectionActor(LoopActor):
         pending, self._pending = self._pending, {}
         presence, self._pending_presence = self._pending_presence, {}
         for member, frame in pending.values():
-            if self._subs.get(member.sub_id) is member and frame.diff:
-                self._write(self._socket.frame(frame.kind, member.id_json, frame.rest, frame.tx))
-        for room, text in presence.items():
-            if room in self._in_rooms:
-                self._write(text)
+            if self.subs.get(member.sub_id) is member and frame.diff:
+                self._write(self._encoded(member, frame))
+        for room, change in presence.items():
+            if room in self.rooms:
+                self._write(self._encoded_change(change))
 
-    def _write(self, text: str) -> None:
-        self._socket.send_text(text)
+    def _write(self, data: bytes) -> None:
+        self._socket.send_bytes(data)
         unsent = self._socket.buffered()
         if unsent > self._hard:
-            self._closed = True
+            self.close()
             self._socket.close_for(CLOSE_SLOW, f"Slow consumer: {unsent} bytes unsent")
+
+
+class ConnectionActor(LoopActor):
+    """The open subscriptions and rooms of one connection; its Outbox writes."""
+
+    def __init__(
+        self,
+        socket: Socket,
+        conn_id: str,
+        principal: Principal,
+        dispatcher: Dispatcher,
+        rooms: Rooms,
+        max_subscriptions: int,
+        max_rooms: int,
+        soft_limit: int,
+        hard_limit: int,
+    ) -> None:
+        super().__init__()
+        self._conn_id = conn_id
+        self._principal = principal
+        self._dispatcher = dispatcher
+        self._rooms = rooms
+        self._max_subscriptions = max_subscriptions
+        self._max_rooms = max_rooms
+        self.outbox = Outbox(socket, soft_limit, hard_limit, dispatcher.leave)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Subscribe):
+            self._subscribe(message)
+        elif isinstance(message, Unsubscribe):
+            member = self.outbox.drop(message.sub_id)
+            if member is None:
+                raise NotFound(f"No subscription {message.sub_id!r}")
+            self._dispatcher.leave(member)
+        elif isinstance(message, PresenceOp):
+            self._presence(message)
+        return None
+
+    def on_stop(self) -> None:
+        """Leave every subscription and room: the socket is gone."""
+        outbox = self.outbox
+        outbox.close()
+        for member in outbox.subs.values():
+            self._dispatcher.leave(member)
+        outbox.subs.clear()
+        for room in outbox.rooms:
+            self._rooms.leave(room, self._conn_id)
+        outbox.rooms.clear()
+
+    def _subscribe(self, message: Subscribe) -> None:
+        subs = self.outbox.subs
+        if message.sub_id in subs:
+            raise InvalidArgument(f"id: subscription {message.sub_id!r} is already open")
+        if len(subs) >= self._max_subscriptions:
+            raise InvalidArgument(
+                f"Too many subscriptions on this connection (at most {self._max_subscriptions})"
+            )
+        member = Member(self.outbox, message.sub_id, message.id_json)
+        subs[message.sub_id] = member
+        self._dispatcher.join(
+            member, message.query, message.normalized, self._principal, message.resume_from
+        )
+
+    def _presence(self, message: PresenceOp) -> None:
+        room = message.room
+        rooms = self.outbox.rooms
+        if message.op == "enter":
+            if room in rooms:
+                self._rooms.update(room, self._conn_id, message.data)
+                return
+            if len(rooms) >= self._max_rooms:
+                raise InvalidArgument(f"Too many presence rooms (at most {self._max_rooms})")
+            rooms.add(room)
+            self._rooms.enter(
+                room, self._conn_id, self._principal.user_id, message.data, self.outbox
+            )
+            return
+        if room not in rooms:
+            raise NotFound(f"Not in presence room {room!r}")
+        if message.op == "update":
+            self._rooms.update(room, self._conn_id, message.data)
+        else:
+            self.outbox.leave_room(room)
+            self._rooms.leave(room, self._conn_id)

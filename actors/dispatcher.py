@@ -85,7 +85,7 @@ class Dispatcher:
         principal: Principal,
         resume_from: int | None = None,
     ) -> None:
-        """Subscribe `member` to `query`; its q-init (or replay) comes as a Deliver.
+        """Subscribe `member` to `query`; its q-init (or replay) goes to its sink.
 
         A resume gets a private actor: its starting point is the client's, not the
         shared computation's."""

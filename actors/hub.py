@@ -5,6 +5,11 @@ One periodic task each, on the IOLoop, rather than timers per connection: heartb
 connections' sessions still stand. That check reads ab_sessions on the read pool for
 all connections at once every SESSION_CHECK_INTERVAL, so a session revoked by any
 server process on the same database closes its sockets within a few seconds.
+
+WebSocket pings are staggered: the ping interval is cut into PING_SLICES steps and
+each socket is pinged in the step its identity hash picks, so 10,000 sockets do not
+get their pings, and send their pongs, in one burst. A socket's hash never changes,
+so each one is still pinged exactly once per interval.
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ CLOSE_HEARTBEAT = 4002
 
 CLOSE_GOING_AWAY = 1001
 """The server is stopping."""
+
+PING_SLICES = 50
+"""Steps a ping interval is cut into (fewer when a step would be under MIN_PING_STEP)."""
+
+MIN_PING_STEP = 0.02
+"""Shortest time between two ping steps, in seconds."""
 
 
 class Watched(Protocol):
@@ -66,8 +77,9 @@ class Hub:
 
     def start(self) -> None:
         ping, sse, check = self._intervals
+        slices = max(1, min(PING_SLICES, int(ping / MIN_PING_STEP)))
         self._tasks = [
-            asyncio.ensure_future(self._every(ping, self._ping)),
+            asyncio.ensure_future(self._ping_staggered(ping, slices)),
             asyncio.ensure_future(self._every(sse, self._sse_ping)),
             asyncio.ensure_future(self._every(min(check, 1.0), self._expire)),
             asyncio.ensure_future(self._every(check, self._check_sessions)),
@@ -92,9 +104,18 @@ class Hub:
             except Exception:
                 logger.exception("periodic connection check failed")
 
-    def _ping(self) -> None:
-        for conn in list(self.websockets):
-            conn.heartbeat()
+    async def _ping_staggered(self, interval: float, slices: int) -> None:
+        """Every interval/slices seconds, ping the sockets whose hash falls in the
+        next slice; any one socket is pinged every `interval` seconds."""
+        step = 0
+        while True:
+            await asyncio.sleep(interval / slices)
+            try:
+                for conn in [c for c in self.websockets if _slot(c, slices) == step]:
+                    conn.heartbeat()
+            except Exception:
+                logger.exception("periodic connection check failed")
+            step = (step + 1) % slices
 
     def _sse_ping(self) -> None:
         for conn in list(self.streams):
@@ -118,3 +139,9 @@ class Hub:
             # A re-auth while the query ran moved the connection to another session.
             if sid not in live and conn.session_id == sid:
                 conn.close_for(CLOSE_AUTH, "Session revoked")
+
+
+def _slot(conn: Watched, slices: int) -> int:
+    """The ping step of a socket: its identity hash, mixed (objects of one size sit at
+    regular addresses, which a plain modulo would bunch into a few steps)."""
+    return (hash(conn) * 0x9E3779B1 >> 12) % slices

@@ -1,10 +1,13 @@
 """Presence: a RoomActor per room, and the loop-side registry that finds them.
 
-A RoomActor (a LoopActor) holds each peer's data and tells every member's connection
-the whole peer list on each change, encoded once per change for all of them. Changes
-that arrive together are sent as one (the broadcast is queued behind them), and a
-peer updating faster than PRESENCE_RATE is coalesced: its latest data wins and goes
-out when its interval has passed.
+A RoomActor (a LoopActor) holds each peer's data and hands every member's connection
+the whole peer list on each change, encoded once per change for all of them (JSON
+once, and the bytes once per transport). Changes that arrive together are sent as one
+(the broadcast is queued behind them), and a peer updating faster than PRESENCE_RATE
+is coalesced: its latest data wins and goes out when its interval has passed.
+
+Members are reached by a direct call to their connection's outgoing path (a
+`PresenceSink`, on the same loop thread), not by a message per member.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import dataclasses
 import re
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import pykka
 import ujson
@@ -26,11 +29,28 @@ ROOM_RE = re.compile(r"^[A-Za-z0-9_.:@~-]{1,128}$")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """A room's peers as one message for every member; `wire` caches its bytes per
+    transport (loop thread only)."""
+
+    room: str
+    text: str
+    wire: dict[type, bytes] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+
+class PresenceSink(Protocol):
+    """A member's connection (actors.connection.Outbox); loop thread only."""
+
+    def presence_change(self, change: PresenceChange) -> None:
+        """Send `change` unless the connection left the room; never blocks."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Enter:
     peer_id: str
     user_id: str | None
     data: Any
-    conn: pykka.ActorRef[Any]
+    sink: PresenceSink
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,7 +83,7 @@ class _Broadcast:
 class _Peer:
     user_id: str | None
     data: Any
-    conn: pykka.ActorRef[Any]
+    sink: PresenceSink
     last_update: float = 0.0
     pending: Any = None
     has_pending: bool = False
@@ -82,7 +102,7 @@ class RoomActor(LoopActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Enter):
-            self._peers[message.peer_id] = _Peer(message.user_id, message.data, message.conn)
+            self._peers[message.peer_id] = _Peer(message.user_id, message.data, message.sink)
             self._changed()
         elif isinstance(message, Update):
             self._update(message.peer_id, message.data)
@@ -134,17 +154,15 @@ class RoomActor(LoopActor):
         return [{"id": pid, "userId": p.user_id, "data": p.data} for pid, p in self._peers.items()]
 
     def _broadcast(self) -> None:
-        from actors.connection import PresenceChange  # connection imports this module
-
         self._dirty = False
         text = ujson.dumps(
             {"type": "presence-change", "room": self._name, "peers": self._wire()},
             ensure_ascii=False,
             escape_forward_slashes=False,
         )
-        message = PresenceChange(self._name, text)
+        change = PresenceChange(self._name, text)
         for peer in self._peers.values():
-            peer.conn.tell(message)
+            peer.sink.presence_change(change)
 
 
 @dataclasses.dataclass(slots=True)
@@ -166,13 +184,13 @@ class Rooms:
         return len(self._rooms)
 
     def enter(
-        self, room: str, peer_id: str, user_id: str | None, data: Any, conn: pykka.ActorRef[Any]
+        self, room: str, peer_id: str, user_id: str | None, data: Any, sink: PresenceSink
     ) -> None:
         entry = self._rooms.get(room)
         if entry is None:
             entry = self._rooms[room] = _Room(RoomActor.start(room, self._min_interval))
         entry.members += 1
-        entry.ref.tell(Enter(peer_id, user_id, data, conn))
+        entry.ref.tell(Enter(peer_id, user_id, data, sink))
 
     def update(self, room: str, peer_id: str, data: Any) -> None:
         entry = self._rooms.get(room)

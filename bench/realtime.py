@@ -1,29 +1,39 @@
 """Realtime benchmark: sockets, live-query diff latency, presence fan-out.
 
 Starts its own server (SQLite by default; --database-url for PostgreSQL) and drives
-it from client processes of its own (Tornado WebSocket clients, so the server is
-measured as a real client sees it). Prints:
+it from client processes of its own. The clients are bare asyncio WebSocket clients
+that split frames by hand and never JSON-parse them (a substring scan finds a diff's
+`"ts"` stamps and the presence marker), so on a 2-core box they cost the server as
+little CPU as possible; each phase prints the CPU the server and the clients used, to
+show which side the figure measures. Prints:
 
 - server RSS per connection and thread count with N authenticated sockets, each
   holding one subscription of its own (a distinct query: no sharing);
 - mutation-to-diff latency p50/p99 with 100, 1,000 and N subscribers to one query
-  at 5 writes/s (the writer stamps each row; clients subtract on receipt);
+  at 5 writes/s (the writer stamps each row; --sample sockets, spread evenly over
+  the fan-out, subtract on receipt; every subscriber counts the diffs it gets);
 - presence-change fan-out time in a room of 1,000 (an update sent → the last member
   has it).
 
-    python -m bench.realtime [--sockets 10000] [--workers 4] [--database-url …]
+    python -m bench.realtime [--sockets 10000] [--workers 4] [--sample 200] [--pin]
+                             [--database-url …]
 
-Not run in CI. Raises its own fd limit; the clients are split over --workers processes.
+Not run in CI. Raises its own fd limit; the clients are split over --workers processes;
+--pin keeps the server on CPU 0 and the clients on the others. The server pid goes to
+stderr at start, for `py-spy record -p PID`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import multiprocessing as mp
 import os
 import resource
 import statistics
+import struct
+import sys
 import tempfile
 import time
 from multiprocessing.connection import Connection
@@ -31,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import tornado.websocket
 import ujson
 
 from tests.serverproc import PostgresDatabase, ServerProcess
@@ -47,52 +56,145 @@ def _raise_fd_limit() -> None:
 # -- client worker process -------------------------------------------------------------
 
 
-class _Client:
-    def __init__(self, ws: tornado.websocket.WebSocketClientConnection) -> None:
-        self.ws = ws
-        self.waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.latencies: list[float] | None = None
-        self.presence_marker: str | None = None
+def _client_frame(text: str) -> bytes:
+    """A masked text frame with an all-zero mask (XOR is a no-op; the server only
+    unmasks), so sending costs no Python-level masking."""
+    data = text.encode()
+    n = len(data)
+    if n < 126:
+        head = bytes([0x81, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x81, 0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([0x81, 0x80 | 127]) + struct.pack(">Q", n)
+    return head + b"\0\0\0\0" + data
+
+
+_PONG = _client_frame('{"type":"pong"}')
+_PING = b'{"type":"ping"}'
+_SHARED_DIFF = b'{"type":"q-diff","id":"shared",'
+_TS = b'"ts":'
+
+
+class _Client(asyncio.Protocol):
+    """A bare WebSocket client on an asyncio Protocol, cheap enough that 10,000 of them
+    do not saturate the box they measure: frames are split by hand and never
+    JSON-parsed (every server message starts with `{"type":"KIND"`, and a diff's
+    latency is read from its `"ts":` fields by substring scan).
+
+    Every client counts the diffs of the shared query it receives; only sampled ones
+    also time them.
+    """
+
+    def __init__(self, handshake: bytes) -> None:
+        self.handshake = handshake
+        self.sampled = False
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self.closed = False
+        self.waiters: dict[bytes, asyncio.Future[bytes]] = {}
+        self.subscribed = False
+        self.diffs = 0
+        self.latencies: list[float] = []
+        self.presence_marker: bytes | None = None
         self.presence_seen: float | None = None
 
-    async def pump(self) -> None:
-        while True:
-            text = await self.ws.read_message()
-            if text is None:
-                return
-            now = time.time()
-            m = ujson.loads(text)
-            kind = m["type"]
-            if kind == "ping":
-                await self.ws.write_message('{"type":"pong"}')
-            elif kind == "q-diff" and self.latencies is not None:
-                self.latencies.extend(now - r["ts"] for r in m["added"] if "ts" in r)
-            elif (
-                kind == "presence-change"
-                and self.presence_marker is not None
-                and any(p["data"].get("m") == self.presence_marker for p in m["peers"])
-            ):
-                self.presence_seen = self.presence_seen or now
-            waiter = self.waiters.pop(kind, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(m)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.handshake)
 
-    async def call(self, message: dict[str, Any], reply: str) -> dict[str, Any]:
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError("closed during the handshake"))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self.upgraded.done():
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if b" 101 " not in buf[: buf.find(b"\r\n")]:
+                self.upgraded.set_exception(ConnectionError(bytes(buf[:end]).decode()))
+                return
+            del buf[: end + 4]
+            self.upgraded.set_result(None)
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            opcode, n = buf[pos] & 0x0F, buf[pos + 1] & 0x7F
+            head = 2
+            if n == 126:
+                if size - pos < 4:
+                    break
+                n, head = (buf[pos + 2] << 8) | buf[pos + 3], 4
+            elif n == 127:
+                if size - pos < 10:
+                    break
+                n, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if size - pos < head + n:
+                break
+            payload = bytes(buf[pos + head : pos + head + n])
+            pos += head + n
+            if opcode == 1:
+                self._on_text(payload)
+            elif opcode == 8:
+                self.closed = True
+        if pos:
+            del buf[:pos]
+
+    def _on_text(self, text: bytes) -> None:
+        if text == _PING:
+            self.send_raw(_PONG)
+            return
+        if self.subscribed and text.startswith(_SHARED_DIFF):
+            self.diffs += 1
+            if self.sampled:
+                now = time.time()
+                at = text.find(_TS)
+                while at >= 0:
+                    stop = at + 5
+                    while text[stop] not in b",}":
+                        stop += 1
+                    self.latencies.append(now - float(text[at + 5 : stop]))
+                    at = text.find(_TS, stop)
+            return
+        if self.presence_marker is not None and self.presence_marker in text:
+            self.presence_seen = self.presence_seen or time.time()
+        kind = text[9 : text.find(b'"', 9)]
+        waiter = self.waiters.pop(kind, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(text)
+
+    def send_raw(self, frame: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
+    async def call(self, message: dict[str, Any], reply: str) -> bytes:
         future = asyncio.get_running_loop().create_future()
-        self.waiters[reply] = future
-        await self.ws.write_message(ujson.dumps(message))
+        self.waiters[reply.encode()] = future
+        self.send_raw(_client_frame(ujson.dumps(message)))
         return await asyncio.wait_for(future, 60)
 
 
 async def _worker_main(pipe: Connection, ws_url: str, tokens: list[str], base: int) -> None:
+    loop = asyncio.get_running_loop()
+    host, _, port = ws_url.removeprefix("ws://").partition("/")[0].partition(":")
     clients: list[_Client] = []
-    pumps: list[asyncio.Task[None]] = []
     sem = asyncio.Semaphore(200)
 
     async def connect(i: int) -> None:
         async with sem:
-            c = _Client(await tornado.websocket.websocket_connect(ws_url))
-            pumps.append(asyncio.ensure_future(c.pump()))
+            key = base64.b64encode(os.urandom(16)).decode()
+            handshake = (
+                f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+            _, c = await loop.create_connection(lambda: _Client(handshake), host, int(port))
+            await c.upgraded
             await c.call({"type": "auth", "token": tokens[i % len(tokens)]}, "auth-ok")
             # Another entity than QUERY's: writes to "bench" must reach only its subscribers.
             query = {"own": {"$where": {"owner": base + i}}}
@@ -100,30 +202,35 @@ async def _worker_main(pipe: Connection, ws_url: str, tokens: list[str], base: i
             clients.append(c)
 
     while True:
-        command, arg = await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        command, arg = await loop.run_in_executor(None, pipe.recv)
         if command == "connect":
             await asyncio.gather(*(connect(i) for i in range(arg)))
             pipe.send(len(clients))
-        elif command == "subscribe":  # the first `arg` clients join the shared query
+        elif command == "subscribe":  # the first `count` clients join the shared query
+            count, stride = arg
 
             async def join(c: _Client) -> None:
                 async with sem:
                     await c.call({"type": "subscribe", "id": "shared", "query": QUERY}, "q-init")
-                    c.latencies = []
+                    c.subscribed = True
 
             async def leave(c: _Client) -> None:
-                if c.latencies is not None:
-                    async with sem:
-                        await c.call({"type": "unsubscribe", "id": "shared"}, "unsubscribe-ok")
-                    c.latencies = None
+                async with sem:
+                    c.subscribed = False
+                    await c.call({"type": "unsubscribe", "id": "shared"}, "unsubscribe-ok")
 
-            await asyncio.gather(*(leave(c) for c in clients[arg:]))
-            await asyncio.gather(*(join(c) for c in clients[:arg] if c.latencies is None))
-            for c in clients[:arg]:
-                c.latencies = []
+            await asyncio.gather(*(leave(c) for c in clients[count:] if c.subscribed))
+            await asyncio.gather(*(join(c) for c in clients[:count] if not c.subscribed))
+            for i, c in enumerate(clients):
+                c.diffs, c.latencies, c.sampled = 0, [], (base + i) % stride == 0
             pipe.send("ok")
         elif command == "latencies":
-            pipe.send([x for c in clients if c.latencies is not None for x in c.latencies])
+            pipe.send(
+                (
+                    [x for c in clients if c.subscribed for x in c.latencies],
+                    sum(c.diffs for c in clients if c.subscribed),
+                )
+            )
         elif command == "enter":  # the first `arg` clients enter the room
 
             async def enter(c: _Client, i: int) -> None:
@@ -137,28 +244,70 @@ async def _worker_main(pipe: Connection, ws_url: str, tokens: list[str], base: i
             pipe.send("ok")
         elif command == "mark":
             for c in clients:
-                c.presence_marker, c.presence_seen = arg, None
+                c.presence_marker, c.presence_seen = f'"m":"{arg}"'.encode(), None
             pipe.send("ok")
         elif command == "update":
-            await clients[0].ws.write_message(
-                ujson.dumps({"type": "presence-update", "room": "bench", "data": {"m": arg}})
+            clients[0].send_raw(
+                _client_frame(
+                    ujson.dumps({"type": "presence-update", "room": "bench", "data": {"m": arg}})
+                )
             )
             pipe.send(time.time())
         elif command == "seen":
             pipe.send([c.presence_seen for c in clients if c.presence_marker is not None])
         elif command == "stop":
             for c in clients:
-                c.ws.close()
+                if c.transport is not None:
+                    c.transport.close()
             pipe.send("ok")
             return
 
 
-def _worker(pipe: Connection, ws_url: str, tokens: list[str], base: int) -> None:
+def _worker(
+    pipe: Connection, ws_url: str, tokens: list[str], base: int, cpus: set[int] | None
+) -> None:
     _raise_fd_limit()
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     asyncio.run(_worker_main(pipe, ws_url, tokens, base))
 
 
 # -- the driver ------------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Cpu:
+    """CPU used by the server and by the client workers over one phase, as a share of
+    one core, to tell which side a figure measures."""
+
+    def __init__(self, server: int, clients: list[int]) -> None:
+        self.pids = (server, clients)
+        self.start = self._now()
+
+    def _now(self) -> tuple[float, float, float]:
+        server, clients = self.pids
+        return (
+            time.monotonic(),
+            _cpu_seconds(server),
+            sum(_cpu_seconds(pid) for pid in clients),
+        )
+
+    def report(self) -> str:
+        end = self._now()
+        wall = end[0] - self.start[0]
+        server, clients = ((end[i] - self.start[i]) / wall * 100 for i in (1, 2))
+        return f"cpu: server {server:.0f}%, clients {clients:.0f}% of one core"
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of a running process (threads started later inherit it)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus)
 
 
 def _proc_status(pid: int) -> dict[str, int]:
@@ -208,6 +357,16 @@ def _write_loop(url: str, token: str, seconds: float, rate: float) -> int:
     return count
 
 
+def _sampled(counts: list[int], subscribers: int, stride: int) -> int:
+    """How many subscribers time their diffs: global index % stride == 0 among the
+    first of each worker's clients."""
+    bases = [sum(counts[:w]) for w in range(len(counts))]
+    share = _split(subscribers, len(counts))
+    return sum(
+        1 for b, n in zip(bases, share, strict=True) for i in range(n) if (b + i) % stride == 0
+    )
+
+
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
@@ -219,6 +378,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--database-url")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=200,
+        help="sockets that time their diffs (spread evenly); every subscriber counts them",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="server on CPU 0, clients on the other CPUs (a 2-core box: one core each)",
+    )
     args = parser.parse_args()
     _raise_fd_limit()
 
@@ -229,6 +399,11 @@ def main() -> None:
         tmp, url, RATE_LIMIT="0", ACCESS_TOKEN_TTL="3600", LOG_LEVEL="error"
     ).start()
     pid = server.proc.pid  # type: ignore[union-attr]
+    cpus = os.sched_getaffinity(0)
+    client_cpus = cpus - {min(cpus)} if args.pin and len(cpus) > 1 else None
+    if client_cpus:
+        _pin(pid, {min(cpus)})
+    print(f"server pid {pid}", file=sys.stderr, flush=True)  # for py-spy
     pipes: list[Connection] = []
     procs: list[mp.Process] = []
     try:
@@ -241,7 +416,9 @@ def main() -> None:
         for w in range(args.workers):
             ours, theirs = mp.Pipe()
             proc = mp.Process(
-                target=_worker, args=(theirs, ws_url, tokens, sum(counts[:w])), daemon=True
+                target=_worker,
+                args=(theirs, ws_url, tokens, sum(counts[:w]), client_cpus),
+                daemon=True,
             )
             proc.start()
             pipes.append(ours)
@@ -252,7 +429,11 @@ def main() -> None:
         time.sleep(2)
         after = _proc_status(pid)
         per_socket = (after["VmRSS"] - base["VmRSS"]) / opened
-        print(f"backend: {'postgresql' if db else 'sqlite'}; 2-core box shared with clients")
+        where = "server on CPU 0, clients on the rest" if client_cpus else "not pinned"
+        print(
+            f"backend: {'postgresql' if db else 'sqlite'}; {len(cpus)} CPUs shared by server "
+            f"and {args.workers} client processes ({where}); load {os.getloadavg()[0]:.2f}"
+        )
         print(
             f"sockets: {opened} authenticated, one own subscription each (opened in {took:.1f} s)"
         )
@@ -261,21 +442,29 @@ def main() -> None:
             f"{per_socket:.1f} KiB per socket; threads: {after['Threads']}"
         )
 
+        client_pids = [p.pid for p in procs if p.pid is not None]
         for subscribers in sorted({100, 1000, opened}):
-            _all(pipes, "subscribe", _split(subscribers, args.workers))
+            # Subscribers are the first clients of each worker: sample every stride-th.
+            stride = max(1, subscribers // max(1, args.sample))
+            _all(pipes, "subscribe", [(n, stride) for n in _split(subscribers, args.workers)])
+            cpu = _Cpu(pid, client_pids)
             writes = _write_loop(server.url, tokens[0], args.seconds, 5.0)
             time.sleep(2)
-            lat = [x for part in _all(pipes, "latencies", [None] * len(pipes)) for x in part]
+            parts = _all(pipes, "latencies", [None] * len(pipes))
+            lat = [x for part, _ in parts for x in part]
+            got = sum(n for _, n in parts)
             print(
                 f"diff latency, {subscribers:>5} subscribers to one query, 5 writes/s: "
                 f"p50 {_pct(lat, 50):.1f} ms, p99 {_pct(lat, 99):.1f} ms "
-                f"({len(lat)} diffs of {writes * subscribers} expected)"
+                f"({len(lat)} timed on {_sampled(counts, subscribers, stride)} sampled sockets; "
+                f"{got} diffs of {writes * subscribers} expected; {cpu.report()})"
             )
-        _all(pipes, "subscribe", [0] * len(pipes))
+        _all(pipes, "subscribe", [(0, 1)] * len(pipes))
 
         room = min(1000, opened)
         _all(pipes, "enter", _split(room, args.workers))
         times = []
+        cpu = _Cpu(pid, client_pids)
         for i in range(5):
             marker = f"m{i}"
             _all(pipes, "mark", [marker] * len(pipes))
@@ -289,7 +478,8 @@ def main() -> None:
         fanout = statistics.median(t for t, _ in times)
         print(
             f"presence fan-out, room of {room}: median {fanout * 1000:.1f} ms to the last "
-            f"member (runs: {', '.join(f'{t * 1000:.0f} ms/{n}' for t, n in times)})"
+            f"member (runs: {', '.join(f'{t * 1000:.0f} ms/{n}' for t, n in times)}; "
+            f"{cpu.report()})"
         )
         print(f"server threads at the end: {_proc_status(pid)['Threads']}")
         _all(pipes, "stop", [None] * len(pipes))

@@ -336,3 +336,66 @@ def test_slow_consumer_closed_past_hard_limit(make_server, backend):
         pass
     assert raw.close_code == 4008
     raw.close()
+
+
+def test_shared_query_order_q_init_then_diffs_in_tx_order(server):
+    """Frames bypass the connection's mailbox: each member still gets its q-init
+    first, then every later diff once, in tx order, while writes keep coming."""
+    ent = entity()
+    api = requests.Session()
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def write(i: int) -> int:
+        r = api.post(
+            server.url + "/api/mutate",
+            json={"ops": [set_op(ent, f"r{i}", i=i)]},
+            headers=headers,
+            timeout=10,
+        )
+        return r.json()["tx"]
+
+    async def go():
+        clients = [await WsClient.connect(server.url, ADMIN_TOKEN) for _ in range(4)]
+        writer = asyncio.ensure_future(
+            asyncio.gather(*(asyncio.to_thread(write, i) for i in range(40)))
+        )
+        for n, c in enumerate(clients):  # joining while the writes land
+            await c.send({"type": "subscribe", "id": f"s{n}", "query": {ent: {}}})
+            await asyncio.sleep(0.01)
+        last = max(await writer)
+        for n, c in enumerate(clients):
+            init = await c.expect("q-init", id=f"s{n}")
+            rows = {r["id"] for r in init["data"][ent]}
+            seen = init["tx"]
+            while seen < last:
+                d = await c.expect("q-diff", id=f"s{n}")
+                assert d["tx"] > seen  # after the q-init's snapshot, in order, once
+                seen = d["tx"]
+                rows |= {r["id"] for r in d["added"]}
+            assert rows == {f"r{i}" for i in range(40)}
+            assert [m for m in c.inbox if m["type"] == "q-init"] == []
+            c.close()
+
+    run(go())
+
+
+def test_staggered_pings_close_every_silent_socket(make_server, backend):
+    server = make_server(backend, WS_PING_INTERVAL="0.5")
+
+    async def answer(c: WsClient, times: int) -> None:
+        for _ in range(times):
+            await c.expect("ping", within=3)
+            await c.send({"type": "pong"})
+
+    async def go():
+        good = [await WsClient.connect(server.url, ADMIN_TOKEN) for _ in range(8)]
+        bad = [await WsClient.connect(server.url, ADMIN_TOKEN) for _ in range(8)]
+        results = await asyncio.gather(
+            *(answer(c, 4) for c in good), *(c.closed_with(within=6) for c in bad)
+        )
+        assert [code for code, _ in results[len(good) :]] == [4002] * len(bad)
+        assert not any(c.closed for c in good)
+        for c in good:
+            c.close()
+
+    run(go())
