@@ -6,9 +6,27 @@ import time
 
 import actorbase
 from handlers.base import ApiHandler
+from handlers.openapi import INTEGER, PUBLIC, STRING, obj, operation
+
+_HEALTH = obj(
+    ("status", "version", "uptime", "postgres", "connections", "protocolVersion"),
+    status={"enum": ["healthy", "unhealthy"]},
+    version=STRING,
+    uptime=INTEGER,
+    postgres={"enum": ["connected", "disconnected", "not configured"]},
+    database=STRING,
+    connections=obj(("websocket", "http"), websocket=INTEGER, http=INTEGER),
+    protocolVersion=INTEGER,
+)
 
 
 class HealthHandler(ApiHandler):
+    openapi = {
+        "get": operation(
+            "Health check (no auth)", "admin", {200: _HEALTH, 503: _HEALTH}, auth=PUBLIC
+        )
+    }
+
     async def get(self) -> None:
         ctx = self.ctx
         up = await ctx.reads.call(ctx.store.ping)

@@ -1,6 +1,9 @@
 """Per-client token buckets behind the X-RateLimit-* headers and 429 RATE_LIMITED.
 
-Only the IOLoop thread touches a limiter, so it needs no lock.
+One mechanism, several named buckets (`RateLimits`): each handler class names its
+policy (`rate_policy`), and the policy says which buckets a request spends and what
+keys them. Only the IOLoop thread touches a limiter, so it needs no lock, and no
+database is involved.
 """
 
 from __future__ import annotations
@@ -8,6 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 
 @dataclasses.dataclass(slots=True)
@@ -72,3 +79,45 @@ class RateLimiter:
         ]
         for key in full:
             del self._buckets[key]
+
+
+POLICIES: dict[str, tuple[tuple[str, str], ...]] = {
+    "api": (("api", "caller"),),
+    "auth": (("auth_ip", "ip"), ("auth_email", "email")),
+    "mfa": (("mfa", "mfaToken"),),
+    "upload": (("upload", "caller"),),
+}
+"""Each handler's `rate_policy` → the named buckets it spends, each keyed by: `caller`
+(the user, the admin, else the IP), `ip`, or a field of the JSON body (`email`,
+lowercased, and `mfaToken`; a request without it spends only its other buckets)."""
+
+
+class RateLimits:
+    """The named buckets behind the policies: one `RateLimiter` each, IOLoop only."""
+
+    def __init__(self, budgets: dict[str, int], window: float) -> None:
+        self._buckets = {name: RateLimiter(limit, window) for name, limit in budgets.items()}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimits:
+        s = settings
+        return cls(
+            {
+                "api": s.rate_limit,
+                "auth_ip": s.auth_rate_limit,
+                "auth_email": s.auth_email_rate_limit,
+                "mfa": s.mfa_rate_limit,
+                "upload": s.upload_rate_limit,
+            },
+            s.rate_limit_window,
+        )
+
+    def take(self, spends: list[tuple[str, str]]) -> Verdict:
+        """Spend one token from each (bucket, key). The verdict is the refusal that
+        waits longest if any bucket refuses, else the bucket with least left: the one
+        a client must watch."""
+        verdicts = [self._buckets[bucket].take(key) for bucket, key in spends]
+        refused = [v for v in verdicts if v.retry_after is not None]
+        if refused:
+            return max(refused, key=lambda v: v.retry_after or 0)
+        return min(verdicts, key=lambda v: (v.remaining if v.limit else math.inf, v.reset))

@@ -1,0 +1,126 @@
+"""GET /api/admin/stats and /api/admin/schema (admin token only).
+
+Stats come from counters kept as work happens (store.stats) plus two cheap counted
+reads (users; storage totals over ab_files' metadata); the schema from the counters
+the transactor keeps in ab_schema_stats (store.schema_stats). Neither scans entity rows.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+
+from actorbase.context import Context
+from actorbase.errors import PermissionDenied
+from handlers.base import ApiHandler
+from handlers.openapi import ADMIN, INTEGER, NUMBER, STRING, array, obj, operation
+from store import files, schema_stats
+from store.base import Txn
+from store.query.links import NO_LINKS, Links
+from store.stats import user_count
+
+NO_DECLARED: Mapping[str, Mapping[str, str]] = types.MappingProxyType({})
+"""An app that declares no attribute types: the schema is inferred from data alone."""
+
+
+class AdminHandler(ApiHandler):
+    def require_admin(self) -> None:
+        if not self.require_auth().is_admin:
+            raise PermissionDenied("This endpoint needs the admin token")
+
+
+_RATE = obj(
+    ("total", "perSecond", "avgLatencyMs"), total=INTEGER, perSecond=NUMBER, avgLatencyMs=NUMBER
+)
+_COUNTED = obj(("name", "type", "count"), name=STRING, type=STRING, count=INTEGER)
+
+
+class StatsHandler(AdminHandler):
+    openapi = {
+        "get": operation(
+            "Server counters: queries, mutations, subscriptions, storage, users",
+            "admin",
+            {
+                200: obj(
+                    ("queries", "mutations", "subscriptions", "storage", "users"),
+                    queries=_RATE,
+                    mutations=_RATE,
+                    subscriptions=obj(("active",), active=INTEGER),
+                    storage=obj(
+                        ("totalFiles", "totalBytes"), totalFiles=INTEGER, totalBytes=INTEGER
+                    ),
+                    users=obj(("total", "activeToday"), total=INTEGER, activeToday=INTEGER),
+                )
+            },
+            auth=ADMIN,
+        )
+    }
+
+    async def get(self) -> None:
+        self.require_admin()
+        ctx = self.ctx
+
+        def read(txn: Txn) -> tuple[int, tuple[int, int]]:
+            return user_count(txn), files.totals(txn)
+
+        users, (file_count, file_bytes) = await ctx.reads.read(read)
+        dispatcher = ctx.dispatcher
+        self.send(
+            {
+                "queries": ctx.stats.queries.snapshot(),
+                "mutations": ctx.stats.mutations.snapshot(),
+                "subscriptions": {
+                    "active": dispatcher.subscriptions if dispatcher is not None else 0
+                },
+                "storage": {"totalFiles": file_count, "totalBytes": file_bytes},
+                "users": {"total": users, "activeToday": ctx.stats.active_today.count()},
+            }
+        )
+
+
+class SchemaHandler(AdminHandler):
+    openapi = {
+        "get": operation(
+            "Entities, their attributes' types and relations, with counts",
+            "admin",
+            {
+                200: obj(
+                    ("entities",),
+                    entities=array(
+                        obj(
+                            ("name", "count", "attributes", "relations"),
+                            name=STRING,
+                            count=INTEGER,
+                            attributes=array(_COUNTED),
+                            relations=array(
+                                obj(
+                                    ("name", "target", "count"),
+                                    name=STRING,
+                                    target=STRING,
+                                    count=INTEGER,
+                                )
+                            ),
+                        )
+                    ),
+                )
+            },
+            auth=ADMIN,
+        )
+    }
+
+    def initialize(
+        self,
+        ctx: Context,
+        links: Links = NO_LINKS,
+        declared: Mapping[str, Mapping[str, str]] = NO_DECLARED,
+    ) -> None:
+        """`links` and `declared` (`{entity: {attribute: type}}`) come from the app
+        definition through the route table; without them the data alone speaks."""
+        super().initialize(ctx)
+        self.links = links
+        self.declared = declared
+
+    async def get(self) -> None:
+        self.require_admin()
+        records = await self.ctx.reads.read(schema_stats.counts)
+        self.send({"entities": schema_stats.describe(records, self.links, self.declared)})
