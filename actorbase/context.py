@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from config.app import EMPTY, App
+from store.query.links import Links
+from store.stats import Stats
 
 if TYPE_CHECKING:
     import pykka
 
+    from actors.dispatcher import Dispatcher
+    from actors.functions import FunctionPool
+    from actors.hub import Hub
+    from actors.room import Rooms
     from actors.transactor import Transactor
     from config.settings import Settings
-    from handlers.ratelimit import RateLimiter
+    from handlers.ratelimit import RateLimits
+    from store.auth_service import AuthService
     from store.base import Store
     from store.readpool import ReadPool
+    from store.storage.base import Blobs
 
 
 @dataclasses.dataclass
@@ -24,10 +34,28 @@ class Context:
     store: Store
     reads: ReadPool
     transactor: pykka.ActorRef[Transactor]
-    limiter: RateLimiter
+    limiter: RateLimits
     admin_token: str
+    auth: AuthService
+    blobs: Blobs
     started_at: float = dataclasses.field(default_factory=time.monotonic)
     http_inflight: int = 0
     websockets: int = 0
     shutting_down: bool = False
-    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dispatcher: Dispatcher | None = None
+    """Routes committed change sets to live queries (set at start)."""
+    rooms: Rooms | None = None
+    """Presence rooms (set at start)."""
+    hub: Hub | None = None
+    """Open WebSockets and SSE streams, their heartbeats and session checks."""
+    stats: Stats = dataclasses.field(default_factory=Stats)
+    """Counters for /api/admin/stats; live subscriptions are `dispatcher.subscriptions`."""
+    app: App = EMPTY
+    """The APP definition: schema, rules, functions."""
+    functions: FunctionPool | None = None
+    """Runs the app's server functions (None when it has none)."""
+
+    @property
+    def links(self) -> Links:
+        """The app's declared links: every query parser takes them from here."""
+        return self.app.links

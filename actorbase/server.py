@@ -1,9 +1,11 @@
 """The process: start the parts in a declared order, stop them in reverse.
 
-Order: bind the socket (fail fast if the port is taken), secrets, store and
-migrations, the read pool, the transactor, then serve. Stopping (SIGTERM/SIGINT)
-stops accepting, lets in-flight requests and queued writes finish, closes the
-sockets and the store, and returns, all within SHUTDOWN_TIMEOUT.
+Order: bind the socket (fail fast if the port is taken), the APP definition,
+secrets, store and migrations, the app's indexes, the read pool, accounts, file
+storage, the transactor, the function workers, then serve.
+Stopping (SIGTERM/SIGINT) stops accepting, lets in-flight requests and queued
+writes finish, closes the sockets and the store, and returns, all within
+SHUTDOWN_TIMEOUT.
 """
 
 from __future__ import annotations
@@ -19,13 +21,23 @@ import tornado.netutil
 
 import actorbase
 from actorbase.context import Context
-from actors.transactor import Transactor
+from actors.dispatcher import Dispatcher
+from actors.functions import FunctionPool
+from actors.hub import Hub
+from actors.room import Rooms
+from actors.runtime import bind_loop
+from actors.transactor import AddListener, Transactor
 from config import secrets
-from config.settings import Settings
-from handlers.ratelimit import RateLimiter
+from config.app import AppError, load_app
+from config.settings import ConfigError, Settings
+from handlers.ratelimit import RateLimits
 from handlers.routes import make_app
+from store.auth_service import AuthService
 from store.factory import open_store
 from store.readpool import ReadPool
+from store.schema import ensure_indexes
+from store.stats import Stats, sessions_since, utc_midnight_ms
+from store.storage import open_blobs
 
 logger = logging.getLogger(__name__)
 
@@ -63,25 +75,86 @@ class Server:
     async def _start(self, sockets: list[socket.socket]) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
+        # Connection, subscription and room actors are drained on this loop.
+        bind_loop(loop)
+        try:
+            app = load_app(s.app)
+        except AppError as exc:
+            raise SystemExit(f"actorbase: APP {s.app}: {exc}") from None
         token, generated = secrets.admin_token(s.admin_token, s.data_path)
         # Opening and migrating block: keep them off the loop like every other store call.
         store = await loop.run_in_executor(None, open_store, s.database_url, s.read_threads)
         applied = await loop.run_in_executor(None, store.migrate)
         if applied:
             logger.info("applied migrations %s", applied)
+        try:
+            await loop.run_in_executor(None, ensure_indexes, store, app.schema)
+        except store.integrity_errors as exc:
+            raise SystemExit(
+                f"actorbase: APP {s.app}: a unique attribute already has duplicates: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
         reads = ReadPool(store, s.read_threads)
-        transactor = Transactor.start(store, s.group_commit, s.group_commit_max)
+        # Loads or generates the signing key and a dummy bcrypt hash: blocking.
+        auth = await loop.run_in_executor(None, AuthService.build, s, store, reads)
+        # Creates the storage directory or checks the bucket answers: blocking, fails fast.
+        try:
+            blobs = await loop.run_in_executor(None, open_blobs, s)
+        except ConfigError as exc:
+            raise SystemExit(f"actorbase: configuration error: {exc}") from None
+        stats = Stats()
+        midnight = utc_midnight_ms()
+        stats.active_today.seed(
+            midnight, await reads.read(lambda txn: sessions_since(txn, midnight))
+        )
+        transactor = Transactor.start(
+            store, s.group_commit, s.group_commit_max, stats.mutations, app.schema
+        )
+        functions = None
+        if app.functions:
+            functions = FunctionPool(
+                app,
+                transactor,
+                database_url=s.database_url,
+                size=s.function_workers,
+                cpu_seconds=s.function_cpu_seconds,
+                wall_seconds=s.function_wall_seconds,
+                memory_bytes=s.function_memory_mb << 20,
+            )
+            try:
+                await functions.start()
+            except RuntimeError as exc:
+                await loop.run_in_executor(None, transactor.stop)
+                raise SystemExit(f"actorbase: APP {s.app}: {exc}") from None
+        # Live queries hear of every commit, in tx order, before any socket is accepted.
+        dispatcher = Dispatcher(loop, reads)
+        transactor.tell(AddListener(dispatcher.listener))
+        hub = Hub(
+            reads,
+            auth.accounts,
+            s.ws_ping_interval,
+            s.sse_heartbeat,
+            s.session_check_interval,
+        )
+        hub.start()
         self.ctx = Context(
             settings=s,
             store=store,
             reads=reads,
             transactor=transactor,
-            limiter=RateLimiter(s.rate_limit, s.rate_limit_window),
+            limiter=RateLimits.from_settings(s),
             admin_token=token,
+            auth=auth,
+            blobs=blobs,
+            dispatcher=dispatcher,
+            rooms=Rooms(s.presence_rate),
+            hub=hub,
+            stats=stats,
+            app=app,
+            functions=functions,
         )
-        app = make_app(self.ctx)
         self._http = tornado.httpserver.HTTPServer(
-            app, max_body_size=s.max_body_bytes + 65536, xheaders=False
+            make_app(self.ctx), max_body_size=s.max_body_bytes + 65536, xheaders=False
         )
         self._http.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
@@ -102,6 +175,10 @@ class Server:
         if ctx is None:
             return
         ctx.shutting_down = True
+        # WebSockets and SSE streams never finish on their own: close them (1001),
+        # which stops their connection actors, before waiting for requests.
+        if ctx.hub is not None:
+            ctx.hub.close_all()
         # Polled only while stopping: an Event would cost every request a check.
         while ctx.http_inflight > 0 and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -112,10 +189,14 @@ class Server:
                 )
             except TimeoutError:
                 logger.warning("closed with connections still open")
+        if ctx.functions is not None:
+            ctx.functions.stop()
         # The transactor finishes every mutation queued before the stop message.
         await loop.run_in_executor(
             None, lambda: ctx.transactor.stop(block=True, timeout=max(0.1, deadline - loop.time()))
         )
+        await loop.run_in_executor(None, ctx.blobs.close)
+        ctx.auth.shutdown()
         ctx.reads.shutdown()
         await loop.run_in_executor(None, ctx.store.close)
         logger.info("stopped")

@@ -3,7 +3,11 @@
 Subscriptions with the same normalized query and the same permission context share
 one actor (the dispatcher keys them), so each committed tx is diffed once and each
 diff encoded once; members differ only by their subscription id, spliced in by the
-connection. Everything runs on the IOLoop (a LoopActor); reads go to the read pool.
+connection (the bytes for one id and one transport are made once, then shared).
+Everything runs on the IOLoop (a LoopActor); reads go to the read pool. Frames are
+handed to each member's `Sink` by a direct call, not a message: the sink is the
+connection's outgoing path on the same loop thread, so the order of those calls is
+the order on the wire (q-init, then diffs in tx order).
 
 Ordering: change sets arrive in tx order. Before the first read has answered, and
 while a re-read is in flight, they are buffered; when the read answers with its
@@ -19,9 +23,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, Protocol
 
-import pykka
 import ujson
 
 from actorbase.errors import ApiError, Internal
@@ -53,7 +56,9 @@ class Frame:
 
     `rest` is the JSON object after its leading fields: a connection writes
     ``{"type":KIND,"id":ID,`` + rest on a WebSocket, or ``data: {"id":ID,`` + rest on
-    SSE. `diff` is kept so a slow connection can coalesce pending diffs.
+    SSE. `diff` is kept so a slow connection can coalesce pending diffs. `wire` caches
+    the bytes sent, per (transport, subscription id), so members that share both share
+    one encoding (loop thread only).
     """
 
     kind: str  # q-init | q-diff | error
@@ -61,6 +66,9 @@ class Frame:
     tx: int | None
     diff: Diff | None = None
     multi: bool = False
+    wire: dict[tuple[type, str], bytes] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 def diff_frame(d: Diff, tx: int, multi: bool) -> Frame:
@@ -73,21 +81,23 @@ def error_frame(exc: ApiError) -> Frame:
     return Frame("error", _dumps(exc.to_wire())[1:], None)
 
 
+class Sink(Protocol):
+    """A connection's outgoing path (actors.connection.Outbox); loop thread only."""
+
+    def deliver(self, member: Member, frame: Frame) -> None:
+        """Send `frame` for `member`, or drop it if the member is no longer current.
+
+        Never blocks and never calls back into the caller: a slow socket holds the
+        frame back (coalescing diffs) instead of holding up the computation."""
+
+
 @dataclasses.dataclass(eq=False, slots=True)
 class Member:
-    """One client subscription: its connection actor and its id (JSON pre-encoded)."""
+    """One client subscription: its connection's sink and its id (JSON pre-encoded)."""
 
-    conn: pykka.ActorRef[Any]
+    sink: Sink
     sub_id: str
     id_json: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Deliver:
-    """To a ConnectionActor: send `frame` for `member` (dropped if no longer current)."""
-
-    member: Member
-    frame: Frame
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,6 +148,9 @@ class SubscriptionActor(LoopActor):
         self._multi = len(query.entities) > 1
         self._wheres: dict[str, Node] = {
             eq.entity: permissions.restrict(principal, eq.entity, eq.where) for eq in query.entities
+        }
+        self._strips = {
+            eq.entity: permissions.stripper(principal, eq.entity) for eq in query.entities
         }
         self.entities = query_entities(query)
         self._windows: dict[str, Window] = {}
@@ -212,7 +225,9 @@ class SubscriptionActor(LoopActor):
                 )
             )
         principal = self._principal
-        return run(txn, query, lambda entity: permissions.read_filter(principal, entity))
+        # Flat windows keep full rows (to match and order) and strip them when shown.
+        fields = None if self._flat else (lambda e: permissions.stripper(principal, e))
+        return run(txn, query, lambda entity: permissions.read_filter(principal, entity), fields)
 
     def _resume(self, txn: Txn, since: int) -> tuple[dict[str, Any], list[Diff] | None]:
         """On a read-pool thread, in one snapshot: the result now, and the diffs from
@@ -244,11 +259,13 @@ class SubscriptionActor(LoopActor):
                 for (entity, _), before in first_before.items()
                 if entity == eq.entity and before is not None and matches(where, before)
             ]
-            old = Window.of(eq, where, sort_rows(eq, old_rows)[: eq.limit], False)
+            strip = self._strips[eq.entity]
+            old = Window.of(eq, where, sort_rows(eq, old_rows)[: eq.limit], False, strip)
             if len(rows) > eq.limit:
                 cursors[eq.entity] = ""
             result[eq.entity] = rows = rows[: eq.limit]
-            replay.append(diff(eq.entity, old.visible(), [project(r, eq.fields) for r in rows]))
+            new = [project(r if strip is None else strip(r), eq.fields) for r in rows]
+            replay.append(diff(eq.entity, old.visible(), new))
         return result, replay
 
     def _on_read(self, message: _Read) -> None:
@@ -260,7 +277,7 @@ class SubscriptionActor(LoopActor):
                 message.error if isinstance(message.error, ApiError) else Internal()
             )
             for member in self._members + self._waiting:
-                member.conn.tell(Deliver(member, frame))
+                member.sink.deliver(member, frame)
             self._waiting.clear()
             return
         result = message.result
@@ -270,7 +287,11 @@ class SubscriptionActor(LoopActor):
             cursors = result.get("$cursors", {})
             self._windows = {
                 eq.entity: Window.of(
-                    eq, self._wheres[eq.entity], result[eq.entity], eq.entity in cursors
+                    eq,
+                    self._wheres[eq.entity],
+                    result[eq.entity],
+                    eq.entity in cursors,
+                    self._strips[eq.entity],
                 )
                 for eq in self._query.entities
             }
@@ -337,12 +358,12 @@ class SubscriptionActor(LoopActor):
                 continue
             frame = diff_frame(d, tx, self._multi)
             for member in self._members:
-                member.conn.tell(Deliver(member, frame))
+                member.sink.deliver(member, frame)
 
     def _send_init(self, tx: int) -> None:
         frame = Frame("q-init", _dumps({"data": self._visible(), "tx": tx})[1:], tx)
         for member in self._waiting:
-            member.conn.tell(Deliver(member, frame))
+            member.sink.deliver(member, frame)
         self._members.extend(self._waiting)
         self._waiting.clear()
 
@@ -352,7 +373,7 @@ class SubscriptionActor(LoopActor):
             if d:
                 frame = diff_frame(d, tx, self._multi)
                 for member in self._waiting:
-                    member.conn.tell(Deliver(member, frame))
+                    member.sink.deliver(member, frame)
         self._members.extend(self._waiting)
         self._waiting.clear()
 

@@ -13,8 +13,9 @@ import concurrent.futures
 import dataclasses
 import logging
 import queue
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
@@ -22,6 +23,11 @@ from actorbase.errors import ApiError, Conflict, Internal
 from store.base import Store
 from store.mutations import Change, Op, Outcome, apply_ops
 from store.principal import Principal
+from store.schema import Schema
+from store.stats import Meter
+
+if TYPE_CHECKING:
+    from store.functions import ReadSet
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +50,10 @@ class Mutation:
     ops: list[Op]
     principal: Principal
     reply: concurrent.futures.Future[Outcome]
+    queued_at: float = dataclasses.field(default_factory=time.monotonic)
+    """When it was submitted: a mutation's latency in /api/admin/stats runs to COMMIT."""
+    reads: ReadSet | None = None
+    """A server function's reads: commit only if nothing it read changed since."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -54,9 +64,20 @@ class AddListener:
 class Transactor(pykka.ThreadingActor):
     """Serializes all writes. Talk to it with `submit`; never `ask` it from the IOLoop."""
 
-    def __init__(self, store: Store, group_commit: bool = True, group_max: int = 256) -> None:
+    def __init__(
+        self,
+        store: Store,
+        group_commit: bool = True,
+        group_max: int = 256,
+        meter: Meter | None = None,
+        schema: Schema | None = None,
+    ) -> None:
         super().__init__()
         self._store = store
+        self._schema = schema
+        """The app's schema: every row written must fit it."""
+        self._meter = meter
+        """Counts committed mutations; written on this actor's thread only."""
         self._group_max = group_max if group_commit else 1
         self._listeners: list[Listener] = []
         self.commits = 0
@@ -110,8 +131,11 @@ class Transactor(pykka.ThreadingActor):
                 for mutation in group:
                     try:
                         with txn.savepoint():
+                            tx = txn.next_tx()
+                            if mutation.reads is not None:
+                                mutation.reads.check(txn)  # after next_tx: see store.functions
                             outcomes.append(
-                                apply_ops(txn, mutation.ops, mutation.principal, txn.next_tx())
+                                apply_ops(txn, mutation.ops, mutation.principal, tx, self._schema)
                             )
                     except ApiError as exc:
                         outcomes.append(exc)
@@ -124,8 +148,11 @@ class Transactor(pykka.ThreadingActor):
         for mutation, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, Outcome):
                 self._publish(ChangeSet(outcome.tx, outcome.changes, mutation.principal))
+        committed = time.monotonic()
         for mutation, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, Outcome):
+                if self._meter is not None:
+                    self._meter.record(committed - mutation.queued_at)
                 mutation.reply.set_result(outcome)
             else:
                 mutation.reply.set_exception(outcome)
@@ -139,13 +166,17 @@ class Transactor(pykka.ThreadingActor):
 
 
 def submit(
-    transactor: pykka.ActorRef[Transactor], ops: list[Op], principal: Principal
+    transactor: pykka.ActorRef[Transactor],
+    ops: list[Op],
+    principal: Principal,
+    reads: ReadSet | None = None,
 ) -> concurrent.futures.Future[Outcome]:
     """Queue a mutation; the future resolves after COMMIT (wrap it with
-    `asyncio.wrap_future` on the IOLoop). A stopped transactor fails the future."""
+    `asyncio.wrap_future` on the IOLoop). A stopped transactor fails the future;
+    `reads` that went stale fail it with StaleRead."""
     reply: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
     try:
-        transactor.tell(Mutation(ops, principal, reply))
+        transactor.tell(Mutation(ops, principal, reply, reads=reads))
     except pykka.ActorDeadError:
         reply.set_exception(Internal("The server is shutting down"))
     return reply

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+DEFAULT_UPLOAD_TYPES = (
+    "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,application/json,text/csv"
+)
+"""Images, PDF, plain text, JSON and CSV: types whose content store.storage.sniff checks."""
 
 
 class ConfigError(Exception):
@@ -68,6 +74,47 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _storage_url(raw: str) -> str:
+    if raw.startswith("file://") and len(raw) > len("file://"):
+        return raw
+    parts = urlsplit(raw)
+    if parts.scheme == "s3" and re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", parts.netloc):
+        return raw
+    raise ValueError(f"must be file://path or s3://bucket/prefix, got {raw!r}")
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
+        raise ValueError(f"must be an http:// or https:// URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _upload_types(raw: str) -> frozenset[str]:
+    # Imported here: store.storage imports this module, so a top-level import would cycle.
+    from store.storage.sniff import SNIFFABLE
+
+    types = frozenset(t.strip().lower() for t in raw.split(",") if t.strip())
+    unknown = sorted(types - SNIFFABLE)
+    if unknown:
+        raise ValueError(
+            f"{', '.join(unknown)} cannot be verified from content; "
+            f"choose from {', '.join(sorted(SNIFFABLE))}"
+        )
+    if not types:
+        raise ValueError("must name at least one type")
+    return types
+
+
+def _origins(raw: str) -> frozenset[str]:
+    origins = frozenset(o.strip().rstrip("/").lower() for o in raw.split(",") if o.strip())
+    for origin in origins - {"*"}:
+        parts = urlsplit(origin)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path:
+            raise ValueError(f"origins are scheme://host[:port] or *, got {origin!r}")
+    return origins
+
+
 def _token(raw: str) -> str:
     if len(raw) < 32:
         raise ValueError("must be at least 32 characters")
@@ -120,6 +167,42 @@ FIELDS: tuple[Field, ...] = (
         _int_range(1, 86_400),
         "60",
         "rate-limit window in seconds",
+    ),
+    Field(
+        "auth_rate_limit",
+        "AUTH_RATE_LIMIT",
+        _int_range(0, 10_000_000),
+        "120",
+        "sign-ups and sign-ins per IP address per RATE_LIMIT_WINDOW (0 disables)",
+    ),
+    Field(
+        "auth_email_rate_limit",
+        "AUTH_EMAIL_RATE_LIMIT",
+        _int_range(0, 10_000_000),
+        "20",
+        "sign-ups and sign-ins per email address per RATE_LIMIT_WINDOW (0 disables)",
+    ),
+    Field(
+        "mfa_rate_limit",
+        "MFA_RATE_LIMIT",
+        _int_range(0, 10_000_000),
+        "10",
+        "MFA verify attempts per mfaToken per RATE_LIMIT_WINDOW (0 disables)",
+    ),
+    Field(
+        "upload_rate_limit",
+        "UPLOAD_RATE_LIMIT",
+        _int_range(0, 10_000_000),
+        "60",
+        "storage uploads per user (or IP) per RATE_LIMIT_WINDOW (0 disables)",
+    ),
+    Field(
+        "cors_origins",
+        "CORS_ORIGINS",
+        _origins,
+        "",
+        "comma-separated browser origins (https://app.example.com) allowed to call the API "
+        "and open WebSockets; * allows any; none by default",
     ),
     Field(
         "read_threads",
@@ -207,6 +290,174 @@ FIELDS: tuple[Field, ...] = (
         "seconds to finish in-flight work on SIGTERM",
     ),
     Field("log_level", "LOG_LEVEL", _text, "info", "debug, info, warning or error"),
+    Field(
+        "query_max_depth",
+        "QUERY_MAX_DEPTH",
+        _int_range(1, 16),
+        "4",
+        "deepest nesting of links in one query (QUERY_TOO_COMPLEX beyond)",
+    ),
+    Field(
+        "query_max_operators",
+        "QUERY_MAX_OPERATORS",
+        _int_range(1, 100_000),
+        "200",
+        "most conditions and sort keys in one query",
+    ),
+    Field(
+        "query_max_rows",
+        "QUERY_MAX_ROWS",
+        _int_range(1, 10_000_000),
+        "50000",
+        "most rows one query may return, counting $limit at every level",
+    ),
+    Field(
+        "storage_url",
+        "STORAGE_URL",
+        _storage_url,
+        None,
+        "file://DATA_DIR/storage by default; s3://bucket/prefix stores files on S3",
+    ),
+    Field(
+        "s3_endpoint_url",
+        "S3_ENDPOINT_URL",
+        _http_url,
+        None,
+        "an S3-compatible server instead of AWS (credentials: the usual AWS_* variables)",
+    ),
+    Field(
+        "public_url",
+        "PUBLIC_URL",
+        _http_url,
+        None,
+        "how clients reach this server, for signed file URLs (default: the request's host)",
+    ),
+    Field(
+        "max_upload_bytes",
+        "MAX_UPLOAD_BYTES",
+        _int_range(1, 1 << 40),
+        "10485760",
+        "largest file upload, bytes",
+    ),
+    Field(
+        "allowed_upload_types",
+        "ALLOWED_UPLOAD_TYPES",
+        _upload_types,
+        DEFAULT_UPLOAD_TYPES,
+        "comma-separated content types uploads may have (checked against the bytes too)",
+    ),
+    Field(
+        "ws_ping_interval",
+        "WS_PING_INTERVAL",
+        _float_range(0.05, 3600),
+        "30",
+        "seconds between server pings; a socket silent for another interval is closed",
+    ),
+    Field(
+        "ws_max_message_bytes",
+        "WS_MAX_MESSAGE_BYTES",
+        _int_range(1024, 1 << 26),
+        "262144",
+        "largest WebSocket message a client may send",
+    ),
+    Field(
+        "ws_message_rate",
+        "WS_MESSAGE_RATE",
+        _int_range(1, 1_000_000),
+        "100",
+        "messages per second one socket may send (bursts of twice that); more get RATE_LIMITED",
+    ),
+    Field(
+        "ws_max_subscriptions",
+        "WS_MAX_SUBSCRIPTIONS",
+        _int_range(1, 100_000),
+        "100",
+        "live queries one WebSocket may hold",
+    ),
+    Field(
+        "ws_buffer_soft",
+        "WS_BUFFER_SOFT",
+        _int_range(0, 1 << 30),
+        "262144",
+        "bytes unsent to a slow client past which its pending diffs are coalesced",
+    ),
+    Field(
+        "ws_buffer_hard",
+        "WS_BUFFER_HARD",
+        _int_range(1024, 1 << 31),
+        "8388608",
+        "bytes unsent to a slow client past which its socket is closed",
+    ),
+    Field(
+        "session_check_interval",
+        "SESSION_CHECK_INTERVAL",
+        _float_range(0.1, 60),
+        "2",
+        "seconds between batched checks that open sockets' sessions are not revoked",
+    ),
+    Field(
+        "sse_heartbeat",
+        "SSE_HEARTBEAT",
+        _float_range(0.05, 3600),
+        "25",
+        "seconds between `: ping` comments on SSE streams (routers drop idle ones)",
+    ),
+    Field(
+        "presence_max_bytes",
+        "PRESENCE_MAX_BYTES",
+        _int_range(2, 1 << 20),
+        "4096",
+        "largest presence data, bytes of JSON",
+    ),
+    Field(
+        "presence_max_rooms",
+        "PRESENCE_MAX_ROOMS",
+        _int_range(1, 10_000),
+        "20",
+        "presence rooms one socket may be in",
+    ),
+    Field(
+        "presence_rate",
+        "PRESENCE_RATE",
+        _float_range(0.1, 1000),
+        "10",
+        "presence updates per second per peer; faster ones are coalesced, latest wins",
+    ),
+    Field(
+        "app",
+        "APP",
+        _text,
+        None,
+        "the app: a dotted module or a .py file defining schema, rules and functions",
+    ),
+    Field(
+        "function_workers",
+        "FUNCTION_WORKERS",
+        _int_range(1, 256),
+        "2",
+        "worker processes running server functions (only started if the app has any)",
+    ),
+    Field(
+        "function_cpu_seconds",
+        "FUNCTION_CPU_SECONDS",
+        _float_range(0.01, 3600),
+        "1",
+        "CPU time one function call may use (RESOURCE_EXCEEDED beyond)",
+    ),
+    Field(
+        "function_wall_seconds",
+        "FUNCTION_WALL_SECONDS",
+        _float_range(0.01, 3600),
+        "5",
+        "wall-clock time one function call may take (RESOURCE_EXCEEDED beyond)",
+    ),
+    Field(
+        "function_memory_mb",
+        "FUNCTION_MEMORY_MB",
+        _int_range(16, 1 << 20),
+        "128",
+        "memory, MiB, a function worker may allocate beyond its start-up size",
+    ),
 )
 
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -225,6 +476,11 @@ class Settings:
     max_body_bytes: int
     rate_limit: int
     rate_limit_window: int
+    auth_rate_limit: int
+    auth_email_rate_limit: int
+    mfa_rate_limit: int
+    upload_rate_limit: int
+    cors_origins: frozenset[str]
     read_threads: int
     group_commit: bool
     group_commit_max: int
@@ -239,6 +495,30 @@ class Settings:
     trust_proxy: bool
     shutdown_timeout: float
     log_level: str
+    query_max_depth: int
+    query_max_operators: int
+    query_max_rows: int
+    storage_url: str
+    s3_endpoint_url: str | None
+    public_url: str | None
+    max_upload_bytes: int
+    allowed_upload_types: frozenset[str]
+    ws_ping_interval: float
+    ws_max_message_bytes: int
+    ws_message_rate: int
+    ws_max_subscriptions: int
+    ws_buffer_soft: int
+    ws_buffer_hard: int
+    session_check_interval: float
+    sse_heartbeat: float
+    presence_max_bytes: int
+    presence_max_rooms: int
+    presence_rate: float
+    app: str | None
+    function_workers: int
+    function_cpu_seconds: float
+    function_wall_seconds: float
+    function_memory_mb: int
 
     @property
     def is_postgres(self) -> bool:
@@ -274,6 +554,8 @@ def load(
     data_dir = values["data_dir"]
     if values["database_url"] is None:
         values["database_url"] = f"sqlite:///{Path(data_dir) / 'actorbase.db'}"
+    if values["storage_url"] is None:
+        values["storage_url"] = f"file://{Path(data_dir) / 'storage'}"
     if values["log_level"] not in {"debug", "info", "warning", "error"}:
         raise ConfigError(
             f"LOG_LEVEL: must be debug, info, warning or error, got {raw['log_level']!r}"

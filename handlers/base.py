@@ -7,9 +7,10 @@ goes to the log only.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import tornado.web
 import ujson
@@ -24,7 +25,8 @@ from actorbase.errors import (
     RateLimited,
     Unauthenticated,
 )
-from handlers.ratelimit import Verdict
+from handlers import cors
+from handlers.ratelimit import POLICIES, Verdict
 from store.principal import ADMIN, Principal
 
 logger = logging.getLogger(__name__)
@@ -33,11 +35,25 @@ _HTTP_ERRORS: dict[int, type[ApiError]] = {400: InvalidArgument, 404: NotFound, 
 """Tornado's own errors, in the seed's codes (a method an endpoint lacks is NOT_FOUND)."""
 
 
+async def principal_for_token(ctx: Context, token: str) -> Principal:
+    """The admin for the admin token, else the user of a live access token; raises
+    UNAUTHENTICATED. Shared by HTTP, WebSocket `auth` and SSE."""
+    if hmac.compare_digest(token.encode(), ctx.admin_token.encode()):
+        return ADMIN
+    principal = await ctx.auth.verify(token)
+    if principal.user_id is not None:
+        ctx.stats.active_today.seen(principal.user_id)
+    # The app's rules travel with the caller, to every channel and to the transactor.
+    return dataclasses.replace(principal, rules=ctx.app.rules)
+
+
 class ApiHandler(tornado.web.RequestHandler):
     """JSON API handler with the wire conventions of DESIGN.md."""
 
     ctx: Context
     principal: Principal | None = None
+    rate_policy: ClassVar[str] = "api"
+    """The budgets a request spends: a key of handlers.ratelimit.POLICIES."""
 
     def initialize(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -54,13 +70,36 @@ class ApiHandler(tornado.web.RequestHandler):
         self._check_body_size()
 
     def _limit(self) -> None:
-        self._verdict = verdict = self.ctx.limiter.take(self._rate_key())
+        self._verdict = verdict = self.ctx.limiter.take(self._rate_spends())
         self.set_default_headers()
         if verdict.retry_after is not None:
             raise RateLimited(verdict.retry_after)
 
+    def _rate_spends(self) -> list[tuple[str, str]]:
+        """(bucket, key) for each bucket of this handler's policy; a key taken from a
+        body field falls back to the caller's when the field is missing."""
+        spends = []
+        for bucket, keyed_by in POLICIES[self.rate_policy]:
+            if keyed_by == "caller":
+                key = self._rate_key()
+            elif keyed_by == "ip":
+                key = f"ip:{self.client_ip()}"
+            else:
+                key = self._body_key(keyed_by) or self._rate_key()
+            spends.append((bucket, key))
+        return spends
+
+    def _body_key(self, field: str) -> str | None:
+        """A string field of a JSON body, lowercased and capped, or None."""
+        try:
+            value = ujson.loads(self.request.body or b"{}").get(field)
+        except (ValueError, AttributeError):
+            return None
+        return f"{field}:{value.strip().lower()[:320]}" if isinstance(value, str) else None
+
     def set_default_headers(self) -> None:
-        """Rate-limit headers survive `send_error`, which clears the others."""
+        """Rate-limit and CORS headers survive `send_error`, which clears the others."""
+        self._cors_headers()
         verdict: Verdict | None = getattr(self, "_verdict", None)
         if verdict is None:
             return
@@ -69,6 +108,16 @@ class ApiHandler(tornado.web.RequestHandler):
         self.set_header("X-RateLimit-Reset", str(verdict.reset))
         if verdict.retry_after is not None:
             self.set_header("Retry-After", str(verdict.retry_after))
+
+    def _cors_headers(self) -> None:
+        ctx: Context | None = getattr(self, "ctx", None)  # unset during __init__
+        if ctx is None or not ctx.settings.cors_origins:
+            return
+        self.set_header("Vary", "Origin")
+        origin = self.request.headers.get("Origin")
+        if origin and cors.origin_allowed(ctx.settings.cors_origins, origin):
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Expose-Headers", cors.EXPOSED_HEADERS)
 
     def on_finish(self) -> None:
         if getattr(self, "_counted", False):
@@ -112,12 +161,7 @@ class ApiHandler(tornado.web.RequestHandler):
         token = self.bearer()
         if token is None:
             return None
-        if hmac.compare_digest(token.encode(), self.ctx.admin_token.encode()):
-            return ADMIN
-        verifier = self.ctx.extras.get("verify_token")
-        if verifier is None:
-            raise Unauthenticated("Invalid token")
-        return await verifier(token)
+        return await principal_for_token(self.ctx, token)
 
     def require_auth(self) -> Principal:
         if self.principal is None:

@@ -27,6 +27,10 @@ class _DataHandler(ApiHandler):
         """Send `ops` to the transactor and wait, off the loop, for COMMIT."""
         return await asyncio.wrap_future(submit(self.ctx.transactor, ops, self.require_auth()))
 
+    def visible(self, entity: str, row: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A written row as its writer may read it back (unreadable fields stripped)."""
+        return None if row is None else permissions.strip(self.require_auth(), entity, row)
+
 
 _ENTITY = param("entity", STRING, "path", "An entity name, ^[a-z][a-z0-9_]{0,62}$")
 _ROW = obj(("data",), data=ref("Row"))
@@ -79,6 +83,7 @@ class EntityHandler(_DataHandler):
         where = (
             parse_where(_json_arg(raw_where, "where"), "where") if raw_where is not None else TRUE
         )
+        permissions.check_named(principal, entity, where, order)
         where = permissions.restrict(principal, entity, where)
 
         def read(txn):
@@ -86,9 +91,10 @@ class EntityHandler(_DataHandler):
 
         rows, total = await self.ctx.reads.read(read)
         self.ctx.stats.queries.record(time.perf_counter() - started)
+        strip = permissions.stripper(principal, entity)
         self.send(
             {
-                "data": [r.to_wire() for r in rows],
+                "data": [r.to_wire() if strip is None else strip(r.to_wire()) for r in rows],
                 "total": total,
                 "hasMore": offset + len(rows) < total,
             }
@@ -99,7 +105,7 @@ class EntityHandler(_DataHandler):
         body = self.json_object()
         id = check_id(body["id"], "id") if "id" in body else new_id()
         outcome = await self.mutate([data_op("create", entity, id, body)])
-        self.send({"data": outcome.rows[0], "tx": outcome.tx}, status=201)
+        self.send({"data": self.visible(entity, outcome.rows[0]), "tx": outcome.tx}, status=201)
 
 
 class RowHandler(_DataHandler):
@@ -127,7 +133,7 @@ class RowHandler(_DataHandler):
         self.ctx.stats.queries.record(time.perf_counter() - started)
         if row is None or not permissions.can_read(principal, row):
             raise NotFound(f"{entity}/{id} not found")
-        self.send({"data": row.to_wire()})
+        self.send({"data": permissions.strip(principal, entity, row.to_wire())})
 
     async def patch(self, entity: str, id: str) -> None:
         check_entity(entity)
@@ -136,7 +142,7 @@ class RowHandler(_DataHandler):
         if "id" in body and body["id"] != id:
             raise InvalidArgument("id: cannot change a row's id")
         outcome = await self.mutate([data_op("merge", entity, id, body)])
-        self.send({"data": outcome.rows[0], "tx": outcome.tx})
+        self.send({"data": self.visible(entity, outcome.rows[0]), "tx": outcome.tx})
 
     async def delete(self, entity: str, id: str) -> None:
         check_entity(entity)

@@ -13,6 +13,7 @@ from store.query.ast import Limits, Node
 from store.query.execute import run
 from store.query.links import NO_LINKS, Links
 from store.query.parse import parse_query
+from store.rules import Stripper
 
 
 class QueryHandler(ApiHandler):
@@ -44,10 +45,16 @@ class QueryHandler(ApiHandler):
             max_rows=settings.query_max_rows,
         )
         query = parse_query(self.json_body(), self.links, limits)
+        permissions.check_query(principal, query)
 
         def rule(entity: str) -> Node:
             return permissions.read_filter(principal, entity)
 
-        result: dict[str, Any] = await self.ctx.reads.read(lambda txn: run(txn, query, rule))
+        def fields(entity: str) -> Stripper | None:
+            return permissions.stripper(principal, entity)
+
+        result: dict[str, Any] = await self.ctx.reads.read(
+            lambda txn: run(txn, query, rule, fields)
+        )
         self.ctx.stats.queries.record(time.perf_counter() - started)
         self.send(result)

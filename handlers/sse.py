@@ -28,6 +28,7 @@ from actors.bridge import ask
 from actors.connection import ConnectionActor, Subscribe
 from handlers.base import ApiHandler
 from handlers.ws import dumps, parse_live_query, token_expiry
+from store import permissions
 
 SUB_ID = "sub-1"
 
@@ -50,6 +51,7 @@ class SubscribeHandler(ApiHandler):
         except ValueError:
             raise InvalidArgument("q: not valid JSON") from None
         query, normalized = parse_live_query(ctx, parsed)
+        permissions.check_query(principal, query)
         resume_from = _last_event_id(self.request.headers.get("Last-Event-ID"))
         token = self.bearer()
         assert token is not None
@@ -90,11 +92,14 @@ class SubscribeHandler(ApiHandler):
 
     # -- actors.connection.Socket and actors.hub.Watched (loop thread) -------------------
 
-    def send_text(self, text: str) -> None:
+    def encode(self, text: str) -> bytes:
+        return text.encode()
+
+    def send_bytes(self, data: bytes) -> None:
         if self._done.is_set():
             return
-        self.write(text)
-        n = len(text)
+        self.write(data)
+        n = len(data)
         self._unsent += n
         self.flush().add_done_callback(functools.partial(self._sent, n))
 
@@ -120,12 +125,14 @@ class SubscribeHandler(ApiHandler):
             self._drain = (below, callback)
 
     def heartbeat(self) -> None:
-        self.send_text(": ping\n\n")
+        self.send_bytes(b": ping\n\n")
 
     def close_for(self, code: int, reason: str) -> None:
         """End the stream; the WebSocket close code and reason go out first as an
         `event: close` (4001: sign in again; 1001: the server is stopping)."""
-        self.send_text(f"event: close\ndata: {dumps({'code': code, 'reason': reason})}\n\n")
+        self.send_bytes(
+            f"event: close\ndata: {dumps({'code': code, 'reason': reason})}\n\n".encode()
+        )
         self._done.set()
 
 

@@ -109,6 +109,10 @@ class UploadHandler(_StorageHandler):
         self.request.connection.set_max_body_size(limit)  # type: ignore[union-attr]
 
     async def prepare(self) -> None:
+        if self.request.method != "POST":
+            # Answered whole (405 → NOT_FOUND), not mid-body by `_fail`, which would
+            # leave Tornado's own 405 nowhere to go.
+            raise tornado.web.HTTPError(405)
         try:
             await super().prepare()
             self._principal = self.require_auth()
@@ -174,7 +178,7 @@ class UploadHandler(_StorageHandler):
 
     async def _check_owner(self, path: str) -> None:
         meta = await self.ctx.reads.read(lambda txn: files.get(txn, path))
-        if meta is not None and not files.can_access(self._principal, meta.user_id):
+        if meta is not None and not files.can_access(self._principal, "write", meta):
             raise PermissionDenied(f"You do not have write access to {path}")
 
     async def post(self) -> None:
@@ -291,7 +295,7 @@ class FileHandler(_StorageHandler):
 
     async def _readable(self, principal: Principal, path: str) -> files.FileMeta:
         meta = await self.ctx.reads.read(lambda txn: files.get(txn, path))
-        if meta is None or not files.can_access(principal, meta.user_id):
+        if meta is None or not files.can_access(principal, "read", meta):
             raise NotFound(f"File {path} not found")
         return meta
 

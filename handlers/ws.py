@@ -22,13 +22,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import struct
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import jwt
 import tornado.websocket
 import ujson
+from tornado.iostream import IOStream, StreamClosedError
 
 from actorbase.context import Context
 from actorbase.errors import (
@@ -46,10 +49,10 @@ from actors.room import ROOM_RE
 from actors.transactor import submit
 from handlers.base import principal_for_token
 from handlers.cors import websocket_origin_allowed
+from store import permissions
 from store.mutations import parse_ops
 from store.principal import Principal
 from store.query.ast import Limits, Query
-from store.query.links import NO_LINKS, Links
 from store.query.parse import parse_query
 
 logger = logging.getLogger(__name__)
@@ -61,6 +64,22 @@ def dumps(value: Any) -> str:
     return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
 
 
+def ws_frame(text: str) -> bytes:
+    """One unfragmented, unmasked, uncompressed text frame (RFC 6455 5.2), as a server
+    sends it: the same bytes for every socket, so a broadcast is framed once. (The
+    handler does not override get_compression_options, so no extension is negotiated.)"""
+    data = text.encode()
+    n = len(data)
+    if n < 126:
+        return bytes((0x81, n)) + data
+    if n < 0x10000:
+        return struct.pack("!BBH", 0x81, 126, n) + data
+    return struct.pack("!BBQ", 0x81, 127, n) + data
+
+
+_PING = ws_frame('{"type":"ping"}')
+
+
 def parse_live_query(ctx: Context, raw: Any) -> tuple[Query, str]:
     """A subscription's query, parsed with /api/query's limits and links, and the
     normalized form that identical subscriptions share a computation under."""
@@ -70,9 +89,7 @@ def parse_live_query(ctx: Context, raw: Any) -> tuple[Query, str]:
         max_operators=settings.query_max_operators,
         max_rows=settings.query_max_rows,
     )
-    # As handlers/query.py: the app-definition loader puts declared links in extras.
-    links: Links = getattr(ctx, "extras", {}).get("links", NO_LINKS)
-    query = parse_query(raw, links, limits)
+    query = parse_query(raw, ctx.links, limits)
     if any(eq.after is not None for eq in query.entities):
         raise InvalidArgument("$after: a live query follows the first page; drop the cursor")
     return query, repr(query)
@@ -86,8 +103,14 @@ def token_expiry(token: str, principal: Principal) -> float | None:
 
 
 class WebSocket(tornado.websocket.WebSocketHandler):
-    """One client socket: the protocol state machine. Writes go through `write`, which
-    counts unsent bytes for the connection actor's flow control."""
+    """One client socket: the protocol state machine. Every write goes through
+    `send_bytes`, which counts unsent bytes for the connection's flow control.
+    Rarely set state defaults on the class, so an idle socket does not carry it."""
+
+    _drain: tuple[int, Callable[[], None]] | None = None
+    """While the connection waits for the socket to drain: (below, callback)."""
+    _tasks: set[asyncio.Task[None]] | None = None
+    """Mutations waiting for COMMIT (cancelled when the socket closes)."""
 
     def initialize(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -95,15 +118,12 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         self.session_id: str | None = None
         self.expires_at: float | None = None
         self._conn: Any = None
-        self._conn_id = "conn-" + uuid.uuid4().hex[:16]
         self._opened_at = time.monotonic()
         self._ponged = True
         self._open = False
         self._unsent = 0
-        self._drain: tuple[int, Any] | None = None
-        self._tokens = float(2 * ctx.settings.ws_message_rate)
-        self._refilled = time.monotonic()
-        self._tasks: set[asyncio.Task[None]] = set()
+        # The message-rate token bucket: (tokens, when last refilled).
+        self._bucket = (float(2 * ctx.settings.ws_message_rate), time.monotonic())
 
     @property
     def max_message_size(self) -> int:
@@ -129,7 +149,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         self.ctx.websockets -= 1
         if self.ctx.hub is not None:
             self.ctx.hub.websockets.discard(self)
-        for task in self._tasks:
+        for task in self._tasks or ():
             task.cancel()
         if self._conn is not None:
             self._conn.stop(block=False)  # leaves its subscriptions and rooms
@@ -179,11 +199,12 @@ class WebSocket(tornado.websocket.WebSocketHandler):
     def _take_token(self) -> None:
         rate = self.ctx.settings.ws_message_rate
         now = time.monotonic()
-        self._tokens = min(2.0 * rate, self._tokens + (now - self._refilled) * rate)
-        self._refilled = now
-        if self._tokens < 1:
+        tokens, refilled = self._bucket
+        tokens = min(2.0 * rate, tokens + (now - refilled) * rate)
+        if tokens < 1:
+            self._bucket = (tokens, now)
             raise RateLimited(1)
-        self._tokens -= 1
+        self._bucket = (tokens - 1, now)
 
     def _refuse(self, reason: str) -> None:
         self.send_api_error(Unauthenticated(reason), None)
@@ -214,7 +235,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             s = ctx.settings
             self._conn = ConnectionActor.start(
                 self,
-                self._conn_id,
+                "conn-" + uuid.uuid4().hex[:16],
                 principal,
                 ctx.dispatcher,
                 ctx.rooms,
@@ -230,6 +251,8 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         if "query" not in msg:
             raise InvalidArgument("subscribe: query is required")
         query, normalized = parse_live_query(self.ctx, msg["query"])
+        assert self.principal is not None
+        permissions.check_query(self.principal, query)
         await ask(self._conn, Subscribe(sub_id, dumps(sub_id), query, normalized))
 
     async def _unsubscribe(self, msg: dict[str, Any]) -> None:
@@ -249,6 +272,8 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         assert self.principal is not None
         reply = submit(self.ctx.transactor, ops, self.principal)
         task = asyncio.ensure_future(self._await_commit(mut_id, reply))
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -280,6 +305,8 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             limit = self.ctx.settings.presence_max_bytes
             if len(dumps(data).encode()) > limit:
                 raise PayloadTooLarge(f"data: presence data exceeds {limit} bytes")
+            assert self.principal is not None
+            permissions.check_room(self.principal, room)
         await ask(self._conn, PresenceOp(op, room, data))
 
     _handlers = {
@@ -294,7 +321,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
     # -- outgoing (actors.connection.Socket and actors.hub.Watched) -----------------------
 
     def send(self, body: dict[str, Any]) -> None:
-        self.send_text(dumps(body))
+        self.send_bytes(ws_frame(dumps(body)))
 
     def send_api_error(self, exc: ApiError, msg_id: str | None) -> None:
         body: dict[str, Any] = {"type": "error", **exc.to_wire()}
@@ -302,14 +329,35 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             body["id"] = msg_id
         self.send(body)
 
-    def send_text(self, text: str) -> None:
-        if self.ws_connection is None or self.ws_connection.is_closing():
+    def encode(self, text: str) -> bytes:
+        return ws_frame(text)
+
+    def send_bytes(self, data: bytes) -> None:
+        """Write one frame (from `ws_frame`) after everything written before it.
+
+        While nothing waits on the stream, the frame goes straight to the socket: one
+        send, no future (Tornado's `write_message` costs a task and two futures a
+        frame, most of a fan-out's time). What the kernel does not take, and every
+        frame written behind it, goes through the stream, which keeps the order; those
+        bytes count as unsent until the stream has written them.
+        """
+        conn = self.ws_connection
+        if conn is None or conn.is_closing():
             return
-        n = len(text)
+        stream = conn.stream
+        if not stream.writing() and stream.__class__ is IOStream:  # TLS: via the stream
+            try:
+                sent = stream.socket.send(data)
+            except OSError:  # would block, or failed: the stream's write handles it
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
         try:
-            future = self.write_message(text)
-        except tornado.websocket.WebSocketClosedError:
+            future = stream.write(data)
+        except StreamClosedError:
             return
+        n = len(data)
         self._unsent += n
         future.add_done_callback(functools.partial(self._sent, n))
 
@@ -327,7 +375,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
     def buffered(self) -> int:
         return self._unsent
 
-    def when_drained(self, below: int, callback: Any) -> None:
+    def when_drained(self, below: int, callback: Callable[[], None]) -> None:
         if self._unsent < below:
             callback()
         else:
@@ -346,7 +394,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             self.close(CLOSE_HEARTBEAT, f"No pong within {interval:g} s")
             return
         self._ponged = False
-        self.send_text('{"type":"ping"}')
+        self.send_bytes(_PING)
 
 
 def _sub_id(msg: dict[str, Any]) -> str:

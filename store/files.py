@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from actorbase.errors import InvalidArgument, NotFound, PermissionDenied
+from store import permissions
 from store.base import Store, Txn
 from store.principal import Principal
+from store.query.ast import TRUE, Cmp
 
 T = TypeVar("T")
 
@@ -74,21 +76,23 @@ def check_path(path: str) -> str:
 # -- who may do what: the one place storage access is decided --------------------------
 
 
-def can_access(principal: Principal, owner: str | None) -> bool:
-    """Whether `principal` may read, replace or delete a file owned by `owner`.
-
-    Owner-only; the admin token may do anything. App `storage` rules will extend
-    this function (and `owner_filter`, its SQL twin for listing).
-    """
-    return principal.is_admin or (principal.user_id is not None and owner == principal.user_id)
+def can_access(principal: Principal, action: str, meta: FileMeta) -> bool:
+    """Whether `principal` may `read`, `write` (replace) or `delete` the file `meta`,
+    by the app's `$storage` rules (default: owner-only; the admin token may do all)."""
+    view = permissions.file_view(meta.path, meta.user_id, meta.content_type, meta.size)
+    return permissions.can_file(principal, action, view)
 
 
-def owner_filter(principal: Principal, params: list[Any]) -> str:
-    """The SQL condition listing adds so a caller sees exactly what `can_access` allows."""
-    if principal.is_admin:
+def _read_sql(principal: Principal, params: list[Any]) -> str | None:
+    """The SQL condition for the read rule when it is the owner-only one (or none),
+    else None: listing then filters rows in Python with the same rule."""
+    rule = permissions.file_rule(principal, "read")
+    if rule == TRUE:
         return "TRUE"
-    params.append(principal.user_id)
-    return "user_id = ?"
+    if rule == Cmp(("userId",), "eq", principal.user_id):
+        params.append(principal.user_id)
+        return "user_id = ?"
+    return None
 
 
 # -- reads ---------------------------------------------------------------------------
@@ -105,7 +109,10 @@ def list_page(
     """Up to `limit` files the caller may see whose path starts with `prefix`, in
     code-point order of path, starting after the path `after`."""
     params: list[Any] = []
-    conditions = [owner_filter(principal, params)]
+    readable = _read_sql(principal, params)
+    if readable is None:
+        return _list_filtered(txn, principal, prefix, limit, after)
+    conditions = [readable]
     if prefix:
         conditions.append("substr(path, 1, ?) = ?")
         params.extend([len(prefix), prefix])
@@ -117,6 +124,22 @@ def list_page(
     where = " AND ".join(conditions)
     sql = f"SELECT {_COLUMNS} FROM ab_files WHERE {where} ORDER BY {path} LIMIT ?"
     return [_meta(r) for r in txn.execute(sql, params).fetchall()]
+
+
+def _list_filtered(
+    txn: Txn, principal: Principal, prefix: str, limit: int, after: str | None
+) -> list[FileMeta]:
+    """`list_page` for rules SQL does not express: pages of the prefix, kept if the
+    read rule matches, until `limit` are found or the prefix is exhausted."""
+    found: list[FileMeta] = []
+    admin_view = dataclasses.replace(principal, is_admin=True)
+    while len(found) < limit:
+        batch = list_page(txn, admin_view, prefix, max(limit, 200), after)
+        found += [m for m in batch if can_access(principal, "read", m)]
+        if len(batch) < max(limit, 200):
+            break
+        after = batch[-1].path
+    return found[:limit]
 
 
 def totals(txn: Txn) -> tuple[int, int]:
@@ -141,6 +164,8 @@ def save(txn: Txn, principal: Principal, meta: FileMeta) -> str | None:
     keeps its owner). Two uploads racing for a new path are settled by the primary
     key; one racing a replacement waits on the row lock the UPDATE takes.
     """
+    if not can_access(principal, "write", meta):
+        raise PermissionDenied(f"You do not have write access to {meta.path}")
     inserted = txn.execute(
         f"INSERT INTO ab_files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (path) DO NOTHING",
@@ -153,7 +178,8 @@ def save(txn: Txn, principal: Principal, meta: FileMeta) -> str | None:
     current = get(txn, meta.path)
     if current is None:  # deleted between the two statements: the path is free again
         return save(txn, principal, meta)
-    if not can_access(principal, current.user_id):
+    kept = dataclasses.replace(meta, user_id=current.user_id)
+    if not (can_access(principal, "write", current) and can_access(principal, "write", kept)):
         raise PermissionDenied(f"You do not have write access to {meta.path}")
     txn.execute(
         "UPDATE ab_files SET size = ?, content_type = ?, checksum = ?, backend_key = ?, "
@@ -167,7 +193,9 @@ def remove(txn: Txn, principal: Principal, path: str) -> str:
     """Delete the row for `path`; returns its blob key. Missing or not the caller's: 404."""
     txn.execute("UPDATE ab_files SET path = path WHERE path = ?", (path,))
     current = get(txn, path)
-    if current is None or not can_access(principal, current.user_id):
+    if current is None or not can_access(principal, "read", current):
         raise NotFound(f"File {path} not found")
+    if not can_access(principal, "delete", current):
+        raise PermissionDenied(f"You do not have delete access to {path}")
     txn.execute("DELETE FROM ab_files WHERE path = ?", (path,))
     return current.backend_key

@@ -5,6 +5,107 @@ Each entry is (version, statements). Append; never edit an applied migration.
 
 from __future__ import annotations
 
+_ACCOUNTS = [
+    # Users; emails are unique case-insensitively through email_lower.
+    """CREATE TABLE ab_users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        email_lower TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL DEFAULT 'user',
+        claims TEXT NOT NULL DEFAULT '{}',
+        mfa_secret TEXT,
+        mfa_pending_secret TEXT,
+        mfa_enabled INTEGER NOT NULL DEFAULT 0,
+        mfa_last_step BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL
+    )""",
+    "CREATE INDEX ab_users_created ON ab_users (created_at, id)",
+    # One row per sign-in; its refresh tokens form one rotation family.
+    """CREATE TABLE ab_sessions (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES ab_users (id) ON DELETE CASCADE,
+        device TEXT NOT NULL,
+        ip TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_used_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        revoked_at BIGINT
+    )""",
+    "CREATE INDEX ab_sessions_user ON ab_sessions (user_id, last_used_at)",
+    # Every refresh token ever issued (SHA-256 only); used_at set means rotated.
+    """CREATE TABLE ab_refresh_tokens (
+        token_hash TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES ab_sessions (id) ON DELETE CASCADE,
+        issued_at BIGINT NOT NULL,
+        used_at BIGINT
+    )""",
+    "CREATE INDEX ab_refresh_tokens_session ON ab_refresh_tokens (session_id)",
+    """CREATE TABLE ab_recovery_codes (
+        user_id TEXT NOT NULL REFERENCES ab_users (id) ON DELETE CASCADE,
+        code_hash TEXT NOT NULL,
+        used_at BIGINT,
+        PRIMARY KEY (user_id, code_hash)
+    )""",
+    # A password-checked sign-in waiting for its second factor.
+    """CREATE TABLE ab_mfa_challenges (
+        token_hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES ab_users (id) ON DELETE CASCADE,
+        device TEXT NOT NULL,
+        ip TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        failures INTEGER NOT NULL DEFAULT 0
+    )""",
+    # Per email, whether or not an account has it, so lockout reveals nothing.
+    """CREATE TABLE ab_signin_attempts (
+        email_lower TEXT PRIMARY KEY,
+        attempts INTEGER NOT NULL,
+        window_start BIGINT NOT NULL,
+        locked_until BIGINT NOT NULL
+    )""",
+]
+"""Migration 2, accounts: the same SQL on both backends (ms timestamps, JSON as text)."""
+
+
+def _files(path_type: str) -> list[str]:
+    """Migration 3, file metadata. `path_type` makes paths sort by code point on both
+    backends, so listing pages follow the primary key's index."""
+    return [
+        f"""CREATE TABLE ab_files (
+            path {path_type} PRIMARY KEY,
+            user_id TEXT,
+            size BIGINT NOT NULL,
+            content_type TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            backend_key TEXT NOT NULL,
+            updated_at BIGINT NOT NULL
+        )""",
+        "CREATE INDEX ab_files_owner ON ab_files (user_id, path)",
+    ]
+
+
+def _schema_stats(json_type: str, attributes: str) -> list[str]:
+    """Migration 4, store.schema_stats' counters, backfilled once from the rows already
+    stored: `id` counts rows, `userId` owned rows, each top-level attribute its rows
+    per JSON type (nulls not counted). `json_type` names a value's type as
+    store.schema_stats.json_type does; `attributes` yields (r.entity, j.key, j.value)."""
+    insert = "INSERT INTO ab_schema_stats (entity, attribute, type, count) "
+    return [
+        """CREATE TABLE ab_schema_stats (
+            entity TEXT NOT NULL,
+            attribute TEXT NOT NULL,
+            type TEXT NOT NULL,
+            count BIGINT NOT NULL,
+            PRIMARY KEY (entity, attribute, type)
+        )""",
+        insert + "SELECT entity, 'id', 'string', count(*) FROM ab_rows GROUP BY entity",
+        insert + "SELECT entity, 'userId', 'string', count(*) FROM ab_rows "
+        "WHERE user_id IS NOT NULL GROUP BY entity",
+        insert + f"SELECT r.entity, j.key, {json_type}, count(*) FROM {attributes} "
+        "GROUP BY 1, 2, 3",
+    ]
+
+
 SQLITE: list[tuple[int, list[str]]] = [
     (
         1,
@@ -29,6 +130,17 @@ SQLITE: list[tuple[int, list[str]]] = [
             "CREATE TABLE ab_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
             "INSERT INTO ab_counters (name, value) VALUES ('tx', 0)",
         ],
+    ),
+    (2, _ACCOUNTS),
+    (3, _files("TEXT")),
+    (
+        4,
+        _schema_stats(
+            "CASE j.type WHEN 'true' THEN 'boolean' WHEN 'false' THEN 'boolean' "
+            "WHEN 'integer' THEN 'number' WHEN 'real' THEN 'number' WHEN 'text' THEN 'string' "
+            "ELSE j.type END",
+            "ab_rows r, json_each(r.data) j WHERE j.type <> 'null'",
+        ),
     ),
 ]
 
@@ -58,5 +170,14 @@ POSTGRES: list[tuple[int, list[str]]] = [
             "CREATE TABLE ab_counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
             "INSERT INTO ab_counters (name, value) VALUES ('tx', 0)",
         ],
+    ),
+    (2, _ACCOUNTS),
+    (3, _files('TEXT COLLATE "C"')),
+    (
+        4,
+        _schema_stats(
+            "jsonb_typeof(j.value)",
+            "ab_rows r, jsonb_each(r.data) j WHERE jsonb_typeof(j.value) <> 'null'",
+        ),
     ),
 ]

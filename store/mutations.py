@@ -13,10 +13,11 @@ import uuid
 from typing import Any
 
 from actorbase.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from store import permissions
+from store import permissions, schema_stats
 from store.base import Txn, now_ms
 from store.principal import Principal
 from store.rows import Row, attributes, check_entity, check_id, merge_patch
+from store.schema import Schema
 
 MAX_OPS = 1000
 OPS = ("set", "merge", "delete")
@@ -32,6 +33,8 @@ class Op:
     id: str
     data: dict[str, Any] | None = None
     owner: str | None = None
+    principal: Principal | None = None
+    """Who writes, when not the mutation's caller (a function writing as admin)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,17 +101,24 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def apply_ops(txn: Txn, ops: list[Op], principal: Principal, tx: int) -> Outcome:
-    """Apply `ops` in order within the caller's transaction; raise on the first failure."""
+def apply_ops(
+    txn: Txn, ops: list[Op], principal: Principal, tx: int, schema: Schema | None = None
+) -> Outcome:
+    """Apply `ops` in order within the caller's transaction; raise on the first failure.
+    Rows written must fit the app's `schema`, if it declares their entity."""
     now = now_ms()
     results: list[dict[str, Any]] = []
     rows: list[dict[str, Any] | None] = []
     changes: list[Change] = []
     for op in ops:
+        who = op.principal or principal
         before = txn.get(op.entity, op.id)
-        after = _after(op, before, principal, now)
+        after = _after(op, before, who, now)
         action = _action(op, before)
-        permissions.check_write(principal, action, op.entity, op.id, before, after)
+        permissions.check_write(who, action, op.entity, op.id, before, after)
+        if after is not None and schema is not None:
+            schema.validate(after)
+            schema.check_unique(txn, after, before)
         if after is None:
             txn.delete(op.entity, op.id)
             status = "deleted"
@@ -132,6 +142,8 @@ def apply_ops(txn: Txn, ops: list[Op], principal: Principal, tx: int) -> Outcome
             )
         )
     txn.log(tx, [c.to_dict() for c in changes])
+    # In the same savepoint as the rows, so introspection commits or rolls back with them.
+    schema_stats.apply(txn, changes)
     return Outcome(tx, results, rows, changes)
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from store.rules import RuleSet
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -15,6 +18,8 @@ class Principal:
     claims: dict[str, Any] = dataclasses.field(default_factory=dict)
     is_admin: bool = False
     session_id: str | None = None
+    rules: RuleSet | None = dataclasses.field(default=None, compare=False, repr=False)
+    """The app's rules, bound at authentication (None: the owner-only default)."""
 
 
 ADMIN = Principal(user_id=None, role="admin", is_admin=True)

@@ -22,17 +22,23 @@ from store.query.sql import by_ids_sql, order_parts, per_parent_sql, select_sql
 ReadRule = Callable[[str], Node]
 """The condition a reader must meet on rows of an entity (TRUE for the admin)."""
 
+FieldRule = Callable[[str], Callable[[dict[str, Any]], dict[str, Any]] | None]
+"""Per entity, what strips the fields a reader may not see from a row (None: nothing)."""
+
 DEFAULT_ORDER = (OrderKey(("createdAt",)),)
 """Without `$order`, rows come oldest first (then by id)."""
 
 
-def run(txn: Txn, query: Query, rule: ReadRule) -> dict[str, Any]:
+def run(txn: Txn, query: Query, rule: ReadRule, fields: FieldRule | None = None) -> dict[str, Any]:
     """``{entity: [rows], "tx": N}``, plus ``"$cursors": {entity: cursor}`` for each
-    top-level entity with more rows after this page."""
+    top-level entity with more rows after this page. `fields` strips unreadable
+    fields from the rows returned, at every level (after ordering and matching)."""
     out: dict[str, Any] = {}
     cursors: dict[str, str] = {}
     for eq in query.entities:
         rows, next_cursor = _top(txn, eq, rule)
+        if fields is not None:
+            rows = [_strip(row, eq, fields) for row in rows]
         out[eq.entity] = rows
         if next_cursor is not None:
             cursors[eq.entity] = next_cursor
@@ -135,6 +141,22 @@ def _attach_reverse(txn: Txn, parents: list[dict[str, Any]], lq: LinkQuery, rule
             groups[record[5]].append(_project(child, sub))
     for parent in parents:
         parent[lq.key] = groups[parent["id"]]
+
+
+def _strip(row: dict[str, Any], eq: EntityQuery, fields: FieldRule) -> dict[str, Any]:
+    """`row` (and its linked rows, level by level) without its unreadable fields."""
+    strip = fields(eq.entity)
+    out = strip(row) if strip is not None else row
+    for lq in eq.links:
+        child = row.get(lq.key)
+        if isinstance(child, dict):
+            linked: Any = _strip(child, lq.query, fields)
+        elif isinstance(child, list):
+            linked = [_strip(c, lq.query, fields) for c in child]
+        else:
+            continue
+        out = {**out, lq.key: linked}
+    return out
 
 
 def _project(row: dict[str, Any], eq: EntityQuery) -> dict[str, Any]:

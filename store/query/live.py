@@ -124,16 +124,34 @@ class Window:
     fields: tuple[str, ...] | None
     rows: tuple[Row, ...]
     more: bool
+    strip: Callable[[Row], Row] | None = None
+    """Removes the fields the reader may not see (field rules); rows stay whole here."""
 
     @classmethod
-    def of(cls, eq: EntityQuery, where: Node, rows: Iterable[Row], more: bool) -> Window:
+    def of(
+        cls,
+        eq: EntityQuery,
+        where: Node,
+        rows: Iterable[Row],
+        more: bool,
+        strip: Callable[[Row], Row] | None = None,
+    ) -> Window:
         """The window of flat query `eq` read as `rows` (restricted by `where`)."""
         return cls(
-            eq.entity, where, eq.order or DEFAULT_ORDER, eq.limit, eq.fields, tuple(rows), more
+            eq.entity,
+            where,
+            eq.order or DEFAULT_ORDER,
+            eq.limit,
+            eq.fields,
+            tuple(rows),
+            more,
+            strip,
         )
 
     def visible(self) -> list[Row]:
         """The rows as the client sees them."""
+        if self.strip is not None:
+            return [project(self.strip(r), self.fields) for r in self.rows]
         return [project(r, self.fields) for r in self.rows]
 
     def apply(self, changes: Iterable[Change]) -> tuple[Window, Diff] | None:
