@@ -37,7 +37,41 @@ DoneCallback = Callable[["CallbackFuture[Any]"], None]
 _BATCH = 64
 """Messages one actor handles before it yields the loop, so a busy actor cannot starve it."""
 
-_bound_loop: asyncio.AbstractEventLoop | None = None
+
+class _Scheduler:
+    """Schedules callbacks on one loop from any thread, one wake-up per burst.
+
+    `call_soon_threadsafe` writes to the loop's self-pipe on every call (a syscall, most of
+    the cost of a tell from another thread). Callbacks from other threads are queued here
+    instead and handed to the loop by a single wake-up, in the order they came.
+    """
+
+    __slots__ = ("_pending", "_woken", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._pending: deque[Callable[[], None]] = deque()
+        self._woken = False
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the loop soon; any thread."""
+        if asyncio._get_running_loop() is self.loop:
+            self.loop.call_soon(callback)
+            return
+        self._pending.append(callback)
+        if not self._woken:
+            self._woken = True
+            self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        # Cleared before the queue is read: a callback queued after this gets a new wake-up.
+        self._woken = False
+        pending = self._pending
+        for _ in range(len(pending)):
+            self.loop.call_soon(pending.popleft())
+
+
+_scheduler: _Scheduler | None = None
 
 
 def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -46,8 +80,8 @@ def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
     The server calls this once, with the IOLoop's asyncio loop, before starting any
     LoopActor. Actors already started stay on the loop they started on.
     """
-    global _bound_loop
-    _bound_loop = loop
+    global _scheduler
+    _scheduler = _Scheduler(loop)
 
 
 class CallbackFuture(pykka.ThreadingFuture[T]):
@@ -136,8 +170,8 @@ class _LoopFuture(CallbackFuture[T]):
             self._result is None
             and self._get_hook is None
             and (timeout is None or timeout > 0)
-            and _bound_loop is not None
-            and asyncio._get_running_loop() is _bound_loop
+            and _scheduler is not None
+            and asyncio._get_running_loop() is _scheduler.loop
         ):
             msg = "a blocking get() of a LoopActor reply on its loop deadlocks; await it instead"
             raise RuntimeError(msg)
@@ -154,10 +188,10 @@ class _Mailbox:
     never left unanswered.
     """
 
-    __slots__ = ("_actor", "_loop", "_queue", "_ref", "_scheduled", "_stopped")
+    __slots__ = ("_actor", "_queue", "_ref", "_scheduled", "_scheduler", "_stopped")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self, scheduler: _Scheduler) -> None:
+        self._scheduler = scheduler
         self._queue: deque[Envelope[Any]] = deque()
         # True until `start`: messages put before on_start has run wait for it.
         self._scheduled = True
@@ -187,7 +221,7 @@ class _Mailbox:
         # one after the other, so the extra one is harmless.
         if not self._scheduled:
             self._scheduled = True
-            self._call_soon(self._drain)
+            self._scheduler.call_soon(self._drain)
 
     def is_set(self) -> bool:
         """Whether the actor has stopped (pykka's `actor_stopped.is_set()`)."""
@@ -199,16 +233,7 @@ class _Mailbox:
 
     def start(self) -> None:
         """Run on_start, then the messages already queued, on the loop; any thread."""
-        self._call_soon(self._run_start)
-
-    def _call_soon(self, callback: Callable[[], None]) -> None:
-        # On the loop thread, call_soon skips call_soon_threadsafe's self-pipe write
-        # (a syscall, about half the cost of a put).
-        loop = self._loop
-        if asyncio._get_running_loop() is loop:
-            loop.call_soon(callback)
-        else:
-            loop.call_soon_threadsafe(callback)
+        self._scheduler.call_soon(self._run_start)
 
     def _run_start(self) -> None:
         assert self._actor is not None  # only the loop stops it, and only after this
@@ -234,7 +259,7 @@ class _Mailbox:
             self._scheduled = False
             if queue:
                 self._scheduled = True
-                self._loop.call_soon(self._drain)
+                self._scheduler.loop.call_soon(self._drain)
 
     def _teardown(self) -> None:
         """Answer what is left as pykka's `_actor_loop_teardown` does; let the actor go."""
@@ -279,10 +304,10 @@ class LoopActor(pykka.Actor):
 
     @staticmethod
     def _create_actor_inbox() -> _Mailbox:
-        if _bound_loop is None:
+        if _scheduler is None:
             msg = "call actors.runtime.bind_loop() before starting a LoopActor"
             raise RuntimeError(msg)
-        return _Mailbox(_bound_loop)
+        return _Mailbox(_scheduler)
 
     @staticmethod
     def _create_future() -> CallbackFuture[Any]:

@@ -53,7 +53,8 @@ class TornadoThread:
             io_loop.start()
             io_loop.close()
 
-        self._thread = threading.Thread(target=serve, name="test-ioloop")
+        # A daemon, so that a loop hung by a failing test cannot hang the test run too.
+        self._thread = threading.Thread(target=serve, name="test-ioloop", daemon=True)
         self._thread.start()
         assert started.wait(LIVENESS)
 
@@ -87,7 +88,7 @@ Harness = TornadoThread | OwnLoop
 
 def _stop_all(refs: list[ActorRef[Any]]) -> None:
     for ref in refs:
-        ref.stop()
+        ref.stop(timeout=LIVENESS)  # bounded: a hung loop must not hang the test run's exit
 
 
 @pytest.fixture(params=["tornado-thread", "own-loop"])
@@ -235,6 +236,57 @@ def test_messages_from_many_threads_are_handled_one_at_a_time_in_order(harness: 
         assert [seq for s, seq in handled if s == sender] == list(range(per_sender))
 
 
+class Tally(LoopActor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "count":
+            return self.count
+        self.count += 1
+        return None
+
+
+def test_tells_from_many_threads_to_many_actors_all_arrive(harness: Harness) -> None:
+    actors, senders, rounds = 300, 6, 10
+
+    async def scenario() -> list[int]:
+        refs = [Tally.start() for _ in range(actors)]
+
+        def send() -> None:
+            for _ in range(rounds):
+                for ref in refs:
+                    ref.tell("one")
+
+        threads = [threading.Thread(target=send) for _ in range(senders)]
+        for thread in threads:
+            thread.start()
+        await asyncio.to_thread(lambda: [thread.join() for thread in threads])
+        return await asyncio.gather(*(bridge.ask(ref, "count") for ref in refs))
+
+    assert harness.run(scenario) == [senders * rounds] * actors
+
+
+def test_blocking_asks_from_many_threads_are_all_answered(harness: Harness) -> None:
+    # Each ask is the last put for a while, so a lost wake-up would leave it unanswered.
+    senders, asks = 4, 500
+
+    async def scenario() -> list[list[int]]:
+        refs = [Tally.start() for _ in range(senders)]
+
+        def ask_one_by_one(ref: ActorRef[Tally]) -> list[int]:
+            replies = []
+            for _ in range(asks):
+                ref.tell("one")
+                replies.append(ref.ask("count", timeout=LIVENESS))
+            return replies
+
+        return await asyncio.gather(*(asyncio.to_thread(ask_one_by_one, ref) for ref in refs))
+
+    assert harness.run(scenario) == [list(range(1, asks + 1))] * senders
+
+
 def test_tells_and_asks_are_handled_in_put_order_across_batches(harness: Harness) -> None:
     count = 500  # several drain batches
 
@@ -301,7 +353,7 @@ def test_on_start_runs_on_the_loop_before_any_message(harness: Harness) -> None:
 
 
 def test_starting_without_a_bound_loop_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "_bound_loop", None)
+    monkeypatch.setattr(runtime, "_scheduler", None)
     with pytest.raises(RuntimeError, match="bind_loop"):
         Recorder.start()
 
