@@ -110,9 +110,13 @@ class UploadHandler(_StorageHandler):
 
     async def prepare(self) -> None:
         if self.request.method != "POST":
-            # Answered whole (405 → NOT_FOUND), not mid-body by `_fail`, which would
-            # leave Tornado's own 405 nowhere to go.
-            raise tornado.web.HTTPError(405)
+            # Read and drop the body, then Tornado's own 405 (→ NOT_FOUND) answers whole:
+            # failing here, with the body unread, makes the close a reset that can beat
+            # the response to the client.
+            self._state = "ignored"
+            with contextlib.suppress(ApiError):  # still counted and rate-limited
+                await super().prepare()
+            return
         try:
             await super().prepare()
             self._principal = self.require_auth()

@@ -88,7 +88,8 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log()}")
-            with contextlib.suppress(requests.ConnectionError):
+            # A busy machine may be slow to answer the first request: keep polling.
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
                 if requests.get(self.url + "/api/admin/health", timeout=2).status_code == 200:
                     return self
             time.sleep(0.05)
