@@ -58,10 +58,8 @@ class AdminUsersHandler(_AdminHandler):
 
     async def get(self) -> None:
         self.require_admin()
-        limit = _page_arg(
-            self.get_query_argument("limit", None), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT
-        )
-        offset = _page_arg(self.get_query_argument("offset", None), "offset", 0, 0, 10**9)
+        limit = self.int_argument("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        offset = self.int_argument("offset", 0, 0, 10**9)
         users, total = await self.auth.list_users(limit, offset)
         self.send(
             {
@@ -96,14 +94,6 @@ class AdminUserHandler(_AdminHandler):
             user_id, _role(body.get("role")), _claims(body.get("claims"))
         )
         self.send(user_wire(user))
-
-
-def _page_arg(raw: str | None, name: str, default: int, lo: int, hi: int) -> int:
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
-        raise InvalidArgument(f"{name}: must be a whole number from {lo} to {hi}")
-    return int(raw)
 
 
 def _role(value: Any) -> str | None:

@@ -168,6 +168,15 @@ class ApiHandler(tornado.web.RequestHandler):
             raise Unauthenticated("Missing bearer token")
         return self.principal
 
+    def int_argument(self, name: str, default: int, lo: int, hi: int) -> int:
+        """A whole-number query argument within [lo, hi], else 400 naming it."""
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        if not (raw.isascii() and raw.lstrip("-").isdigit()) or not lo <= int(raw) <= hi:
+            raise InvalidArgument(f"{name}: must be a whole number from {lo} to {hi}, got {raw!r}")
+        return int(raw)
+
     # -- JSON in and out --------------------------------------------------------------
 
     def json_body(self) -> Any:

@@ -73,10 +73,8 @@ class EntityHandler(_DataHandler):
         started = time.perf_counter()
         principal = self.require_auth()
         check_entity(entity)
-        limit = _int_arg(
-            self.get_query_argument("limit", None), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT
-        )
-        offset = _int_arg(self.get_query_argument("offset", None), "offset", 0, 0, 10**9)
+        limit = self.int_argument("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        offset = self.int_argument("offset", 0, 0, 10**9)
         raw_order = self.get_query_argument("order", None)
         order = parse_order(raw_order) if raw_order is not None else ()
         raw_where = self.get_query_argument("where", None)
@@ -149,18 +147,6 @@ class RowHandler(_DataHandler):
         check_id(id)
         await self.mutate([Op("delete", entity, id)])
         self.no_content()
-
-
-def _int_arg(raw: str | None, name: str, default: int, lo: int, hi: int) -> int:
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidArgument(f"{name}: must be a whole number, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise InvalidArgument(f"{name}: must be between {lo} and {hi}, got {value}")
-    return value
 
 
 def _json_arg(raw: str, name: str) -> Any:

@@ -276,13 +276,7 @@ class FileHandler(_StorageHandler):
     async def get(self, path: str) -> None:
         principal = self.require_auth()
         files.check_path(path)
-        expires_in = _int_arg(
-            self.get_query_argument("expiresIn", None),
-            "expiresIn",
-            DEFAULT_EXPIRES,
-            MIN_EXPIRES,
-            MAX_EXPIRES,
-        )
+        expires_in = self.int_argument("expiresIn", DEFAULT_EXPIRES, MIN_EXPIRES, MAX_EXPIRES)
         meta = await self._readable(principal, path)
         url, expires_at = await self.signed_url(meta, expires_in)
         self.send({"url": url, "expiresAt": iso(expires_at * 1000)})
@@ -340,9 +334,7 @@ class ListHandler(_StorageHandler):
         prefix = self.get_query_argument("prefix", "")
         if len(prefix.encode("utf-8", "surrogatepass")) > files.MAX_PATH_BYTES:
             raise InvalidArgument(f"prefix must be at most {files.MAX_PATH_BYTES} bytes")
-        limit = _int_arg(
-            self.get_query_argument("limit", None), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT
-        )
+        limit = self.int_argument("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         cursor = self.get_query_argument("cursor", None)
         after = _decode_cursor(cursor) if cursor else None
         page = await self.ctx.reads.read(
@@ -375,11 +367,3 @@ def _decode_cursor(cursor: str) -> str:
         return base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
         raise InvalidArgument("cursor is not one this API returned") from None
-
-
-def _int_arg(raw: str | None, name: str, default: int, lo: int, hi: int) -> int:
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
-        raise InvalidArgument(f"{name} must be a whole number from {lo} to {hi}")
-    return int(raw)

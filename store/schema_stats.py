@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from store.base import Txn
+from store.dialect import json_type_of
 from store.query.links import Links
 
 if TYPE_CHECKING:
@@ -37,28 +38,13 @@ _CONVENTION = re.compile(r"^([a-z][a-z0-9_]{0,60})Id$")
 Key = tuple[str, str, str]
 
 
-def json_type(value: Any) -> str | None:
-    """The JSON type name of a decoded value; None for null."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, dict):
-        return "object"
-    return "array"
-
-
 def _keys(entity: str, row: Mapping[str, Any] | None) -> Iterable[Key]:
     """The (entity, attribute, type) counters one row in wire form adds to."""
     if row is None:
         return
     for name, value in row.items():
-        kind = json_type(value)
-        if kind is not None and name not in _SKIPPED:
+        kind = json_type_of(value)
+        if kind != "null" and name not in _SKIPPED:  # null is no type: it never makes mixed
             yield entity, name, kind
 
 
