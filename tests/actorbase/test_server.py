@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import os
 import signal
@@ -117,3 +118,23 @@ def test_graceful_shutdown_finishes_in_flight_writes(make_server, backend):
     server.start()
     stored = api.get("/api/data/shutdown", params={"limit": 1000}).json()
     assert acknowledged <= {r["id"] for r in stored["data"]}
+
+
+def test_sigterm_closes_open_sockets_with_going_away(make_server):
+    from tests.wsclient import WsClient
+
+    server = make_server("sqlite")
+
+    async def go() -> tuple[tuple[int | None, str | None], int, float]:
+        client = await WsClient.connect(server.url, ADMIN_TOKEN)
+        await client.send({"type": "subscribe", "id": "s", "query": {"shutdown_ws": {}}})
+        await client.expect("q-init", id="s")
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        closed = await client.closed_with()
+        code = await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, 15)
+        return closed, code, time.monotonic() - started
+
+    (close_code, _), exit_code, elapsed = asyncio.run(go())
+    assert close_code == 1001
+    assert exit_code == 0 and elapsed < 10
