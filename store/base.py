@@ -17,12 +17,10 @@ import ujson
 
 from store.dialect import Dialect
 from store.query.ast import TRUE, Node, OrderKey
-from store.query.sql import count_sql, order_parts, select_sql
+from store.query.sql import count_sql, get_sql, order_parts, select_sql
 from store.rows import Row, dumps
 
 T = TypeVar("T")
-
-_COLUMNS = "id, {json_out}, created_at, updated_at, user_id"
 
 
 def now_ms() -> int:
@@ -38,7 +36,6 @@ class Txn:
     def __init__(self, conn: Any, dialect: Dialect) -> None:
         self.conn = conn
         self.dialect = dialect
-        self._columns = _COLUMNS.format(json_out=dialect.json_out)
         self._savepoints = itertools.count()
 
     def execute(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> Any:
@@ -56,9 +53,7 @@ class Txn:
         )
 
     def get(self, entity: str, id: str) -> Row | None:
-        record = self.execute(
-            f"SELECT {self._columns} FROM ab_rows WHERE entity = ? AND id = ?", (entity, id)
-        ).fetchone()
+        record = self.execute(get_sql(entity, self.dialect), (id,)).fetchone()
         return None if record is None else self._row(entity, record)
 
     def select(

@@ -86,6 +86,8 @@ class Dialect:
     """SQL for a bound JSON document parameter."""
     json_out: str
     """SQL that reads the `data` column back as JSON text."""
+    json_object: str
+    """The function building a `data` document from key/value pairs."""
 
     def sql(self, text: str) -> str:
         return text
@@ -158,6 +160,7 @@ class SQLiteDialect(Dialect):
     analyze = ("PRAGMA analysis_limit = 1000", "ANALYZE ab_rows")
     json_in = "?"
     json_out = "data"
+    json_object = "json_object"
     _TYPES = {
         "null": ("null",),
         "boolean": ("true", "false"),
@@ -241,6 +244,7 @@ class PostgresDialect(Dialect):
     name = "postgresql"
     json_in = "?::jsonb"
     json_out = "data::text"
+    json_object = "jsonb_build_object"
 
     def sql(self, text: str) -> str:
         return text.replace("%", "%%").replace("?", "%s")

@@ -16,7 +16,7 @@ from actorbase.errors import Conflict, InvalidArgument, NotFound, PermissionDeni
 from store import permissions, schema_stats
 from store.base import Txn, now_ms
 from store.principal import Principal
-from store.rows import Row, attributes, check_entity, check_id, merge_patch
+from store.rows import USERS, Row, attributes, check_entity, check_id, merge_patch
 from store.schema import Schema
 
 MAX_OPS = 1000
@@ -111,6 +111,10 @@ def apply_ops(
     rows: list[dict[str, Any] | None] = []
     changes: list[Change] = []
     for op in ops:
+        if op.entity == USERS:
+            # Accounts change only through signup and the admin API, which the live
+            # queries do not see; the admin token is refused too.
+            raise PermissionDenied("users are managed through /api/auth")
         who = op.principal or principal
         before = txn.get(op.entity, op.id)
         after = _after(op, before, who, now)

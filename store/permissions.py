@@ -15,7 +15,7 @@ from typing import Any
 
 from actorbase.errors import NotFound, PermissionDenied
 from store.principal import Principal
-from store.query.ast import FALSE, TRUE, And, EntityQuery, Node, OrderKey, Query
+from store.query.ast import TRUE, And, EntityQuery, Node, OrderKey, Query
 from store.query.match import matches
 from store.rows import Row
 from store.rules import DEFAULT_RULES, RuleSet, Stripper, auth_of, bind, named_fields
@@ -65,18 +65,16 @@ def check_named(
     order: Iterable[OrderKey] = (),
     fields: Iterable[str] | None = None,
 ) -> None:
-    """403 if a query filters or sorts on a field `principal` cannot read on every row,
-    or projects one it can read on none (a partly readable one is stripped per row)."""
+    """403 if a query names, in `$where`, `$order` or `$fields`, a field `principal`
+    cannot read on every row (DESIGN.md, Permissions). Fields it does not name are
+    stripped per row instead."""
     if principal.is_admin:
         return
     rules, auth = _rules(principal), _auth(principal)
     if not rules.entity(entity).fields:
         return
-    for name in named_fields(where) | {k.path[0] for k in order}:
+    for name in named_fields(where) | {k.path[0] for k in order} | set(fields or ()):
         if rules.field_rule(auth, entity, name, "read") != TRUE:
-            raise PermissionDenied(f"You do not have read access to {entity}.{name}")
-    for name in fields or ():
-        if rules.field_rule(auth, entity, name, "read") == FALSE:
             raise PermissionDenied(f"You do not have read access to {entity}.{name}")
 
 

@@ -24,6 +24,9 @@ SYSTEM_COLUMNS = {
     "userId": "user_id",
 }
 
+USERS = "users"
+"""The system entity served from the accounts table (read-only through the data API)."""
+
 ENTITY_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 ID_RE = re.compile(r"^[A-Za-z0-9_.:@~-]{1,128}$")
 

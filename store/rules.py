@@ -17,7 +17,8 @@ The rule set (see README "Writing an app")::
 
 Anything not given falls back to the owner-only default: a row (or file) is its
 creator's (`{"userId": "$auth.id"}`); any signed-in user may use any presence room;
-`users.email` is readable by its own user and by callers with role `admin`. The admin
+any signed-in user may read `users` rows (accounts, so that links to a row's author
+work), but `users.email` only on their own row or with role `admin`. The admin
 token bypasses rules altogether (callers check `Principal.is_admin` first).
 """
 
@@ -31,7 +32,7 @@ from actorbase.errors import InvalidArgument
 from store.query.ast import FALSE, TRUE, And, Cmp, Node, Not, Or
 from store.query.match import MISSING, get_path, matches
 from store.query.parse import parse_where
-from store.rows import ENTITY_RE
+from store.rows import ENTITY_RE, USERS
 
 AUTH = "$auth"
 _AUTH_KEY = "_ab_auth_"
@@ -246,12 +247,15 @@ def compile_rules(raw: Any) -> RuleSet:
             entities[key] = _entity_rules(value, where)
         else:
             raise RuleError(f"{where}: not an entity name, $storage or $rooms")
-    if "users" not in entities or "email" not in entities["users"].fields:
-        users = entities.get("users", default)
+    users = entities.get(USERS, default)
+    if "read" not in raw.get(USERS, {}):
+        users = dataclasses.replace(users, read=TRUE)
+    if "email" not in users.fields:
         email = FieldRules(
             read=compile_rule({"$or": [{"id": f"{AUTH}.id"}, {f"{AUTH}.role": "admin"}]}, "")
         )
-        entities["users"] = dataclasses.replace(users, fields={**users.fields, "email": email})
+        users = dataclasses.replace(users, fields={**users.fields, "email": email})
+    entities[USERS] = users
     return RuleSet(entities, default, storage, rooms)
 
 

@@ -1,12 +1,10 @@
 """Compile parsed queries to parameterized SQL for one dialect.
 
 Request values are bound as parameters; entity names and attribute paths are
-validated literals (see `store.dialect`). Every statement reads `ab_rows`.
-
-The `users` entity is served from `ab_rows` like any other for now. When the
-accounts table lands, `_source` is the one place to change: return a subquery over
-the accounts table exposing the same columns (entity, id, data, created_at,
-updated_at, user_id), and every read, link and permission filter follows.
+validated literals (see `store.dialect`). Every statement reads `ab_rows`, except
+for the system entity `users`, which `_source` serves from the accounts table as a
+derived table with the row columns (id, data, created_at, updated_at, user_id), so
+every read, link, cursor and permission filter works on it unchanged.
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ from typing import Any
 
 from store.dialect import Dialect, SortPart, entity_literal, json_type_of, system_column
 from store.query.ast import And, Cmp, Node, Not, Or, OrderKey, Path
+from store.rows import USERS
 
 OrderPart = tuple[str, str, bool]
 """(expression, kind, descending): one ORDER BY term and how its cursor value binds."""
@@ -28,8 +27,18 @@ def columns(dialect: Dialect) -> str:
     return f"id, {dialect.json_out}, created_at, updated_at, user_id"
 
 
-def _source(entity: str) -> str:
-    """FROM and the entity filter for `entity` (see the module note on `users`)."""
+def _source(entity: str, dialect: Dialect) -> str:
+    """FROM and the entity filter for `entity`; callers append ``AND …``.
+
+    A `users` row is an account: `{email}` as its data, its own id as `userId` (so
+    the owner rule means "yourself"), and `createdAt` as `updatedAt`, since an
+    account's email never changes. Role and claims stay private to the auth API.
+    """
+    if entity == USERS:
+        return (
+            f"(SELECT id, {dialect.json_object}('email', email) AS data, created_at, "
+            "created_at AS updated_at, id AS user_id FROM ab_users) ab_u WHERE 1=1"
+        )
     return f"ab_rows WHERE entity = {entity_literal(entity)}"
 
 
@@ -154,7 +163,7 @@ def select_sql(
     """Rows of `entity` matching `where` in `parts` order; the ORDER BY values follow
     the five row columns (a cursor is made from them)."""
     sort = ", ".join(e for e, _, _ in parts)
-    sql = f"SELECT {columns(dialect)}, {sort} FROM {_source(entity)} AND "
+    sql = f"SELECT {columns(dialect)}, {sort} FROM {_source(entity, dialect)} AND "
     sql += where_sql(where, dialect, params)
     if after is not None:
         sql += " AND " + keyset_sql(parts, after, dialect, params)
@@ -166,7 +175,8 @@ def select_sql(
 
 
 def count_sql(entity: str, where: Node, dialect: Dialect, params: list[Any]) -> str:
-    return f"SELECT count(*) FROM {_source(entity)} AND {where_sql(where, dialect, params)}"
+    condition = where_sql(where, dialect, params)
+    return f"SELECT count(*) FROM {_source(entity, dialect)} AND {condition}"
 
 
 def link_expr(field: Path, dialect: Dialect) -> tuple[str, str]:
@@ -177,13 +187,18 @@ def link_expr(field: Path, dialect: Dialect) -> tuple[str, str]:
     return dialect.link_value(field)
 
 
+def get_sql(entity: str, dialect: Dialect) -> str:
+    """The row of `entity` whose id is the one bound parameter."""
+    return f"SELECT {columns(dialect)} FROM {_source(entity, dialect)} AND id = ?"
+
+
 def by_ids_sql(
     entity: str, where: Node, ids: list[str], dialect: Dialect, params: list[Any]
 ) -> str:
     """The rows of `entity` with the given ids that match `where` (forward links)."""
     params.extend(ids)
     marks = ",".join("?" * len(ids))
-    sql = f"SELECT {columns(dialect)} FROM {_source(entity)} AND id IN ({marks}) AND "
+    sql = f"SELECT {columns(dialect)} FROM {_source(entity, dialect)} AND id IN ({marks}) AND "
     return sql + where_sql(where, dialect, params)
 
 
@@ -208,7 +223,7 @@ def per_parent_sql(
     inner = (
         f"SELECT {columns(dialect)}, {expr} AS ab_link, "
         f"ROW_NUMBER() OVER (PARTITION BY {expr} ORDER BY {order}) AS ab_rn "
-        f"FROM {_source(entity)} AND {cond} AND {expr} IN ({marks}) AND "
+        f"FROM {_source(entity, dialect)} AND {cond} AND {expr} IN ({marks}) AND "
         + where_sql(where, dialect, params)
     )
     params.extend([offset, offset + limit])

@@ -230,13 +230,14 @@ def test_links_both_ways_with_nested_limits(admin):
     assert ids(offset[lists][0][todos]) == ["t4", "t5"]
 
 
-def test_user_link_through_user_id(admin):
+def test_user_link_through_user_id(server, admin):
+    """`users` rows are accounts (see test_users_entity.py): a userId links to one."""
+    _, ann = _signup(server)
     users, todos = "users", _entity("todos")
-    seed(admin, users, [{"id": "usr_link1", "name": "Ann"}])
-    seed(admin, todos, [{"id": "x1", "userId": "usr_link1"}, {"id": "x2", "userId": "usr_other"}])
+    seed(admin, todos, [{"id": "x1", "userId": ann}, {"id": "x2", "userId": "usr_other"}])
     body = query(admin, {todos: {"user": {}, "$order": {"id": "asc"}}})
-    assert [r["user"] and r["user"]["name"] for r in body[todos]] == ["Ann", None]
-    nested = query(admin, {users: {"$where": {"id": "usr_link1"}, todos: {}}})
+    assert [r["user"] and r["user"]["id"] for r in body[todos]] == [ann, None]
+    nested = query(admin, {users: {"$where": {"id": ann}, todos: {}}})
     assert ids(nested[users][0][todos]) == ["x1"]
 
 
