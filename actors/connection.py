@@ -118,7 +118,8 @@ class Outbox:
         self._soft = soft_limit
         self._hard = hard_limit
         self.subs: dict[str, Member] = {}
-        self.rooms: set[str] = set()
+        # A dict as a set: an empty set keeps an 8-slot table (216 bytes), an empty dict none.
+        self.rooms: dict[str, None] = {}
         # Held back while the socket is backed up, in arrival order of their first frame.
         self._pending: dict[tuple[str, str | None], tuple[Member, Frame]] = {}
         self._pending_presence: dict[str, PresenceChange] = {}
@@ -132,7 +133,7 @@ class Outbox:
         self._pending_presence.clear()
 
     def leave_room(self, room: str) -> None:
-        self.rooms.discard(room)
+        self.rooms.pop(room, None)
         self._pending_presence.pop(room, None)
 
     def drop(self, sub_id: str) -> Member | None:
@@ -284,7 +285,7 @@ class ConnectionActor(LoopActor):
                 return
             if len(rooms) >= self._max_rooms:
                 raise InvalidArgument(f"Too many presence rooms (at most {self._max_rooms})")
-            rooms.add(room)
+            rooms[room] = None
             self._rooms.enter(
                 room, self._conn_id, self._principal.user_id, message.data, self.outbox
             )

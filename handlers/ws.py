@@ -79,6 +79,17 @@ def ws_frame(text: str) -> bytes:
 
 _PING = ws_frame('{"type":"ping"}')
 
+_DETACHED_METHODS = (
+    "write",
+    "redirect",
+    "set_header",
+    "set_cookie",
+    "set_status",
+    "flush",
+    "finish",
+)
+"""What Tornado's `WebSocketHandler._detach_stream` replaces on the instance."""
+
 
 def parse_live_query(ctx: Context, raw: Any) -> tuple[Query, str]:
     """A subscription's query, parsed with /api/query's limits and links, and the
@@ -105,14 +116,43 @@ def token_expiry(token: str, principal: Principal) -> float | None:
 class WebSocket(tornado.websocket.WebSocketHandler):
     """One client socket: the protocol state machine. Every write goes through
     `send_bytes`, which counts unsent bytes for the connection's flow control.
-    Rarely set state defaults on the class, so an idle socket does not carry it."""
 
-    _drain: tuple[int, Callable[[], None]] | None = None
+    Its own state lives in slots, and `initialize` sets every instance attribute Tornado
+    adds after `__init__`: CPython 3.11 keeps an instance's attributes in a compact
+    array only while all of them fit one shared key table (at most 29 keys, filled by
+    the first instance; every later instance shrinks what is left). A key first set
+    after many sockets exist turns that socket's attributes into a full dict (~1.6 KiB).
+    """
+
+    __slots__ = (
+        "_bucket",
+        "_conn",
+        "_drain",
+        "_open",
+        "_opened_at",
+        "_ponged",
+        "_tasks",
+        "_unsent",
+        "ctx",
+        "expires_at",
+        "principal",
+        "session_id",
+    )
+
+    _drain: tuple[int, Callable[[], None]] | None
     """While the connection waits for the socket to drain: (below, callback)."""
-    _tasks: set[asyncio.Task[None]] | None = None
+    _tasks: set[asyncio.Task[None]] | None
     """Mutations waiting for COMMIT (cancelled when the socket closes)."""
 
     def initialize(self, ctx: Context) -> None:
+        # Tornado's later attributes, in its order; `_detach_stream` replaces the bound
+        # methods with ones that raise once the handshake is done.
+        self._transforms = None
+        self.path_args = self.path_kwargs = None
+        self.open_args: tuple[str, ...] = ()
+        self.open_kwargs: dict[str, str] = {}
+        for name in _DETACHED_METHODS:
+            setattr(self, name, getattr(self, name))
         self.ctx = ctx
         self.principal: Principal | None = None
         self.session_id: str | None = None
@@ -124,6 +164,8 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         self._unsent = 0
         # The message-rate token bucket: (tokens, when last refilled).
         self._bucket = (float(2 * ctx.settings.ws_message_rate), time.monotonic())
+        self._drain = None
+        self._tasks = None
 
     @property
     def max_message_size(self) -> int:
@@ -135,6 +177,16 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         return websocket_origin_allowed(self.ctx.settings.cors_origins, origin, self.request.host)
 
     def open(self, *args: str, **kwargs: str) -> None:
+        # Tornado reads none of these after the handshake (its error log reads the
+        # request's method, uri and remote_ip): let them go rather than keep each for
+        # the socket's life. The headers are emptied in place, as the suspended
+        # handshake coroutines still refer to them; `ui` (template helpers) refers
+        # back to the handler.
+        self.ui = None
+        self._headers.clear()  # the 101 response's
+        request = self.request
+        request.headers.clear()
+        request.connection = request.server_connection = None
         if self.ctx.shutting_down or self.ctx.hub is None:
             self.close(1001, "Server is shutting down")
             return

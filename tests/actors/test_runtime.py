@@ -324,6 +324,42 @@ def test_a_busy_actor_yields_the_loop_between_batches(harness: Harness) -> None:
     assert handled_in_all == 1002
 
 
+class Payload:
+    """A message that can be watched with a weakref."""
+
+
+class Watcher(LoopActor):
+    """Answers whether the object behind a weakref is gone."""
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, weakref.ref):
+            return message() is None
+        return None
+
+
+def test_a_handled_message_is_released_while_a_backlog_remains(harness: Harness) -> None:
+    async def scenario() -> tuple[bool, int]:
+        ref = Watcher.start()
+        await bridge.ask(ref, "started")
+        # No await in between: all of this is queued before the actor handles any of it,
+        # so the probe runs in the batch after the payload's, with many messages behind it.
+        payload = Payload()
+        watched = weakref.ref(payload)
+        ref.tell(payload)
+        del payload
+        for i in range(runtime._BATCH):
+            ref.tell(i)
+        probe = ref.ask(watched, block=False)
+        for i in range(4 * runtime._BATCH):
+            ref.tell(i)
+        released = await bridge.wait(probe)
+        await bridge.ask(ref, "last")
+        return released, len(ref.actor_inbox._queue)
+
+    # An idle mailbox keeps no storage: once drained, its queue is an empty list.
+    assert harness.run(scenario) == (True, 0)
+
+
 def test_on_start_runs_on_the_loop_before_any_message(harness: Harness) -> None:
     per_thread = 20
 
