@@ -78,6 +78,12 @@ class UnsupportedMediaType(ApiError):
     code, status, default_message = "UNSUPPORTED_MEDIA_TYPE", 415, "Unsupported media type"
 
 
+class RangeNotSatisfiable(ApiError):
+    """416 for a signed download's Range outside the file; no seed code, so this one."""
+
+    code, status, default_message = "RANGE_NOT_SATISFIABLE", 416, "Range not satisfiable"
+
+
 class AccountLocked(ApiError):
     code, status, default_message = "ACCOUNT_LOCKED", 429, "Account locked"
 

@@ -15,7 +15,7 @@ import time
 
 import ujson
 
-from actorbase.errors import ApiError, NotFound
+from actorbase.errors import NotFound, RangeNotSatisfiable
 from handlers.base import ApiHandler
 from handlers.openapi import PUBLIC, STRING, operation, param
 from store import files
@@ -27,10 +27,6 @@ from store.storage.sniff import TEXT_TYPES
 CHUNK_BYTES = 256 * 1024
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-
-
-class RangeNotSatisfiable(ApiError):
-    code, status, default_message = "RANGE_NOT_SATISFIABLE", 416, "Range not satisfiable"
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
