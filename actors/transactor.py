@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from actorbase.errors import ApiError, Conflict, Internal
+from store import schema_stats
 from store.base import Store
 from store.mutations import Change, Op, Outcome, apply_ops
 from store.principal import Principal
@@ -141,6 +142,12 @@ class Transactor(pykka.ThreadingActor):
                         outcomes.append(exc)
                     except self._store.integrity_errors as exc:
                         outcomes.append(Conflict(f"Conflict: {_first_line(exc)}"))
+                # Introspection counters move once per group, for the mutations that
+                # succeeded, in the same transaction as their rows.
+                committed_changes = [
+                    c for o in outcomes if isinstance(o, Outcome) for c in o.changes
+                ]
+                schema_stats.apply(txn, committed_changes)
             self.commits += 1
         except Exception:
             logger.exception("commit of %d mutations failed", len(group))

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from actorbase.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from store import permissions, schema_stats
+from store import permissions
 from store.base import Txn, now_ms
 from store.principal import Principal
 from store.rows import USERS, Row, attributes, check_entity, check_id, merge_patch
@@ -146,8 +146,6 @@ def apply_ops(
             )
         )
     txn.log(tx, [c.to_dict() for c in changes])
-    # In the same savepoint as the rows, so introspection commits or rolls back with them.
-    schema_stats.apply(txn, changes)
     return Outcome(tx, results, rows, changes)
 
 
