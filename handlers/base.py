@@ -25,7 +25,7 @@ from actorbase.errors import (
     RateLimited,
     Unauthenticated,
 )
-from handlers import cors
+from handlers import cors, jsonwire
 from handlers.ratelimit import POLICIES, Verdict
 from store.principal import ADMIN, Principal
 
@@ -92,8 +92,8 @@ class ApiHandler(tornado.web.RequestHandler):
     def _body_key(self, field: str) -> str | None:
         """A string field of a JSON body, lowercased and capped, or None."""
         try:
-            value = ujson.loads(self.request.body or b"{}").get(field)
-        except (ValueError, AttributeError):
+            value = jsonwire.decode(self.request.body or b"{}", "body").get(field)
+        except (InvalidArgument, AttributeError):
             return None
         return f"{field}:{value.strip().lower()[:320]}" if isinstance(value, str) else None
 
@@ -183,10 +183,7 @@ class ApiHandler(tornado.web.RequestHandler):
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.split(";")[0].strip().lower() != "application/json":
             raise InvalidArgument("Content-Type must be application/json")
-        try:
-            return ujson.loads(self.request.body or b"")
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidArgument("Request body is not valid JSON") from None
+        return jsonwire.decode(self.request.body or b"", "Request body")
 
     def json_object(self) -> dict[str, Any]:
         body = self.json_body()

@@ -6,10 +6,9 @@ import asyncio
 import time
 from typing import Any
 
-import ujson
-
 from actorbase.errors import InvalidArgument, NotFound
 from actors.transactor import submit
+from handlers import jsonwire
 from handlers.base import ApiHandler
 from handlers.openapi import BOOLEAN, INTEGER, OBJECT, STRING, array, obj, operation, param, ref
 from store import permissions
@@ -150,7 +149,4 @@ class RowHandler(_DataHandler):
 
 
 def _json_arg(raw: str, name: str) -> Any:
-    try:
-        return ujson.loads(raw)
-    except ValueError:
-        raise InvalidArgument(f"{name}: is not valid JSON") from None
+    return jsonwire.decode(raw, name)

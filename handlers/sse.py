@@ -21,11 +21,10 @@ import functools
 import uuid
 from typing import Any
 
-import ujson
-
 from actorbase.errors import InvalidArgument
 from actors.bridge import ask
 from actors.connection import ConnectionActor, Subscribe
+from handlers import jsonwire
 from handlers.base import ApiHandler
 from handlers.ws import dumps, parse_live_query, token_expiry
 from store import permissions
@@ -46,10 +45,7 @@ class SubscribeHandler(ApiHandler):
         raw = self.get_query_argument("q", None)
         if raw is None:
             raise InvalidArgument("q: the query, as JSON, is required")
-        try:
-            parsed = ujson.loads(raw)
-        except ValueError:
-            raise InvalidArgument("q: not valid JSON") from None
+        parsed = jsonwire.decode(raw, "q")
         query, normalized = parse_live_query(ctx, parsed)
         permissions.check_query(principal, query)
         resume_from = _last_event_id(self.request.headers.get("Last-Event-ID"))

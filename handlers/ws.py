@@ -47,6 +47,7 @@ from actors.connection import ConnectionActor, PresenceOp, Subscribe, Unsubscrib
 from actors.hub import CLOSE_AUTH, CLOSE_HEARTBEAT
 from actors.room import ROOM_RE
 from actors.transactor import submit
+from handlers import jsonwire
 from handlers.base import principal_for_token
 from handlers.cors import websocket_origin_allowed
 from store import permissions
@@ -224,8 +225,10 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         if len(message) > limit:
             raise PayloadTooLarge(f"Message exceeds {limit} bytes")
         try:
-            msg = ujson.loads(message)
-        except ValueError:
+            msg = jsonwire.decode(message, "message")
+        except InvalidArgument as exc:
+            if self.principal is not None and "valid JSON" not in exc.message:
+                raise
             msg = None
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
             if self.principal is None:

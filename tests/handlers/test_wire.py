@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import requests
 
 from tests.serverproc import ADMIN_TOKEN, Api, error_of
@@ -92,3 +93,51 @@ def test_rate_limit_exhaustion_gives_429(make_server):
     assert int(limited.headers["Retry-After"]) == error["retryAfter"]
     other_client = requests.get(server.url + "/api/admin/health", timeout=5)
     assert other_client.status_code == 200  # budgets are per client
+
+
+UNSTORABLE = [
+    '{"title": "a\\u0000b"}',
+    '{"a\\u0000": 1}',
+    '{"title": "\\ud800"}',
+    '{"\\udc00x": true}',
+    '{"deep": [{"x": ["\\u0000"]}]}',
+    '{"n": NaN}',
+    '{"n": Infinity}',
+]
+
+
+@pytest.mark.parametrize("body", UNSTORABLE)
+def test_json_neither_backend_can_store_is_400(admin, body):
+    headers = {"Content-Type": "application/json"}
+    for path in ("/api/data/unstorable", "/api/auth/signin", "/api/query"):
+        response = admin.post(path, data=body.encode(), headers=headers)
+        assert response.status_code == 400, (path, body, response.text)
+        assert error_of(response)["code"] == "INVALID_ARGUMENT"
+    where = admin.get("/api/data/unstorable", params={"where": body})
+    assert error_of(where)["code"] == "INVALID_ARGUMENT"
+    assert admin.get("/api/data/unstorable").json()["total"] == 0
+
+
+def test_signin_with_nul_in_email_is_400(anon):
+    body = '{"email": "a\\u0000@example.com", "password": "whatever123"}'
+    response = anon.post(
+        "/api/auth/signin", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400 and error_of(response)["code"] == "INVALID_ARGUMENT"
+
+
+def test_websocket_messages_follow_the_same_json_rules(server):
+    import asyncio
+
+    from tests.wsclient import WsClient
+
+    async def go() -> dict:
+        client = await WsClient.connect(server.url, ADMIN_TOKEN)
+        await client.send(
+            '{"type": "mutate", "id": "m1", "ops": [{"entity": "unstorable", "id": "x",'
+            ' "op": "set", "data": {"t": "a\\u0000"}}]}'
+        )
+        return await client.expect("error")
+
+    error = asyncio.run(go())["error"]
+    assert error["code"] == "INVALID_ARGUMENT" and "NUL" in error["message"]
