@@ -1,8 +1,9 @@
 """Client JSON, decoded in one place with the rules both databases can store.
 
-JSON allows strings with NUL or an unpaired surrogate (`"\\u0000"`, `"\\ud800"`) and
-ujson accepts `NaN` and `Infinity`; PostgreSQL's jsonb and text refuse all of them, and
-a lone surrogate cannot even be encoded as UTF-8. Refusing them here, for every channel
+JSON allows strings with NUL or an unpaired surrogate (`"\\u0000"`, `"\\ud800"`),
+integers of any size, and (in ujson) `NaN` and `Infinity`; PostgreSQL's jsonb and text
+refuse NUL and non-finite numbers, a lone surrogate cannot even be encoded as UTF-8,
+and SQLite cannot bind an integer wider than 64 bits. Refusing them here, for every channel
 (bodies, query parameters, WebSocket messages, SSE queries), keeps bad input a 400 on
 both backends instead of a database error.
 """
@@ -15,6 +16,9 @@ from typing import Any
 import ujson
 
 from actorbase.errors import InvalidArgument
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+"""SQLite binds nothing wider, and such a number would be stored but never matched."""
 
 
 def decode(raw: str | bytes, what: str) -> Any:
@@ -45,6 +49,8 @@ def _first_problem(value: Any) -> str | None:
             stack.extend(item)
         elif isinstance(item, float) and not math.isfinite(item):
             return "numbers must be finite (no NaN or Infinity)"
+        elif isinstance(item, int) and not _INT64_MIN <= item <= _INT64_MAX:
+            return "integers must fit in 64 bits"
     return None
 
 
