@@ -2,12 +2,15 @@
 requests, with the admin token and with a user's token, must never get a 500 and every
 response must conform to the document (status, content type, body schema, headers).
 
-Bounded: MAX_EXAMPLES per operation and token. Two operations are left out because a
+Bounded: MAX_EXAMPLES per operation and token (SCHEMATHESIS_EXAMPLES raises it for a
+deeper run; 120 found nothing on 2026-11-27). Two operations are left out because a
 plain HTTP client cannot exercise them: /ws (a WebSocket upgrade) and /api/subscribe
 (an event stream that stays open); their own suites cover them.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import schemathesis
@@ -23,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.handlers.accounts import signup
 from tests.serverproc import ADMIN_TOKEN, Api
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
