@@ -10,7 +10,6 @@ import secrets
 import select
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
@@ -51,18 +50,6 @@ class Blobs:
         return [
             u["Key"] for u in self.s3.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
         ]
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory) -> Iterator[S3Server]:
-    server = S3Server(tmp_path_factory.mktemp("moto") / "moto.log").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module", params=("local", "s3"))
-def storage(request) -> str:
-    return request.param
 
 
 @pytest.fixture(scope="module")

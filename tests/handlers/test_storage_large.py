@@ -12,24 +12,11 @@ from typing import Any
 import pytest
 import requests
 
-from tests.s3server import S3Server
 from tests.serverproc import ADMIN_TOKEN, Api, ServerProcess
 
 MIB = 1024 * 1024
 SIZE = 50 * MIB
 BOUNDARY = "largeUploadBoundary0123456789"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory) -> Iterator[S3Server]:
-    server = S3Server(tmp_path_factory.mktemp("moto") / "moto.log").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module", params=("local", "s3"))
-def storage(request) -> str:
-    return request.param
 
 
 @pytest.fixture(scope="module")
