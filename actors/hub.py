@@ -1,10 +1,10 @@
 """The hub: every open WebSocket and SSE stream of this process, and their timers.
 
 One periodic task each, on the IOLoop, rather than timers per connection: heartbeats
-(WebSocket pings, SSE comment lines), token expiry, and the batched check that open
-connections' sessions still stand. That check reads ab_sessions on the read pool for
-all connections at once every SESSION_CHECK_INTERVAL, so a session revoked by any
-server process on the same database closes its sockets within a few seconds.
+(WebSocket pings, SSE comment lines), token expiry, and the check that open
+connections' sessions still stand. Every SESSION_CHECK_INTERVAL it reads, on the read
+pool, the sessions that ended lately (revoked or expired, by any server process on the
+same database) and closes the sockets that hold one, within a few seconds.
 
 WebSocket pings are staggered: the ping interval is cut into PING_SLICES steps and
 each socket is pinged in the step its identity hash picks, so 10,000 sockets do not
@@ -41,6 +41,10 @@ PING_SLICES = 50
 MIN_PING_STEP = 0.02
 """Shortest time between two ping steps, in seconds."""
 
+SESSION_OVERLAP_MS = 30_000
+"""Each session check looks this far behind the previous one: a socket that registered
+while a check ran, or a node whose clock lags, still sees a revocation."""
+
 
 class Watched(Protocol):
     """What the hub needs of a connection; all on the loop thread."""
@@ -74,6 +78,7 @@ class Hub:
         self.websockets: set[Watched] = set()
         self.streams: set[Watched] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._sessions_checked = now_ms()
 
     def start(self) -> None:
         ping, sse, check = self._intervals
@@ -128,16 +133,16 @@ class Hub:
                 conn.close_for(CLOSE_AUTH, "Token expired: send auth with a fresh token")
 
     async def _check_sessions(self) -> None:
-        checked = [
-            (c, c.session_id) for c in list(self.websockets) + list(self.streams) if c.session_id
-        ]
-        if not checked:
+        """Close the sockets whose session ended since the last check (less an overlap
+        that covers a socket registered while a check ran, and clock skew between
+        nodes); the query is the same size whether 10 or 10,000 sockets are open."""
+        now = now_ms()
+        since, self._sessions_checked = self._sessions_checked - SESSION_OVERLAP_MS, now
+        ended = await self._reads.call(lambda: self._accounts.ended_sessions(since, now))
+        if not ended:
             return
-        ids = sorted({sid for _, sid in checked if sid})
-        live = await self._reads.call(lambda: self._accounts.live_sessions(ids, now_ms()))
-        for conn, sid in checked:
-            # A re-auth while the query ran moved the connection to another session.
-            if sid not in live and conn.session_id == sid:
+        for conn in list(self.websockets) + list(self.streams):
+            if conn.session_id in ended:
                 conn.close_for(CLOSE_AUTH, "Session revoked")
 
 

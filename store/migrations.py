@@ -106,6 +106,13 @@ def _schema_stats(json_type: str, attributes: str) -> list[str]:
     ]
 
 
+_SESSION_ENDS = [
+    # Open sockets look up only the sessions that ended lately, not every one they hold.
+    "CREATE INDEX ab_sessions_revoked ON ab_sessions (revoked_at) WHERE revoked_at IS NOT NULL",
+    "CREATE INDEX ab_sessions_expires ON ab_sessions (expires_at)",
+]
+
+
 SQLITE: list[tuple[int, list[str]]] = [
     (
         1,
@@ -142,6 +149,7 @@ SQLITE: list[tuple[int, list[str]]] = [
             "ab_rows r, json_each(r.data) j WHERE j.type <> 'null'",
         ),
     ),
+    (5, _SESSION_ENDS),
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -180,4 +188,5 @@ POSTGRES: list[tuple[int, list[str]]] = [
             "ab_rows r, jsonb_each(r.data) j WHERE jsonb_typeof(j.value) <> 'null'",
         ),
     ),
+    (5, _SESSION_ENDS),
 ]

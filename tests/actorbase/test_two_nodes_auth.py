@@ -67,3 +67,26 @@ def test_sign_out_on_one_node_takes_effect_on_the_other(two_nodes):
     assert b.with_token(account.access).get("/api/auth/me").status_code == 200
     assert a.with_token(account.access).post("/api/auth/signout").status_code == 204
     assert b.with_token(account.access).get("/api/auth/me").status_code == 401
+
+
+def test_sign_out_on_one_node_closes_sockets_on_the_other(two_nodes):
+    import asyncio
+    import time
+
+    from tests.wsclient import WsClient
+
+    a, b = two_nodes
+    account = signup(a)
+
+    async def go() -> tuple[int | None, float]:
+        client = await WsClient.connect(b.base, account.access)
+        await client.send({"type": "subscribe", "id": "s", "query": {"two_node_ws": {}}})
+        await client.expect("q-init", id="s")
+        started = time.monotonic()
+        signed_out = await asyncio.to_thread(a.with_token(account.access).post, "/api/auth/signout")
+        assert signed_out.status_code == 204
+        code, _ = await client.closed_with()
+        return code, time.monotonic() - started
+
+    code, elapsed = asyncio.run(go())
+    assert code == 4001 and elapsed < 5
