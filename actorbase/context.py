@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from config.app import EMPTY, App
+from store.query.ast import Limits
 from store.query.links import Links
 from store.stats import Stats
 
@@ -54,6 +55,12 @@ class Context:
     """The APP definition: schema, rules, functions."""
     functions: FunctionPool | None = None
     """Runs the app's server functions (None when it has none)."""
+
+    @property
+    def query_limits(self) -> Limits:
+        """QUERY_MAX_* as the query parser takes them, for every channel alike."""
+        s = self.settings
+        return Limits(s.query_max_depth, s.query_max_operators, s.query_max_rows)
 
     @property
     def links(self) -> Links:

@@ -60,6 +60,30 @@ class App:
     def links(self) -> Links:
         return self.schema.links if self.schema.entities else NO_LINKS
 
+    def declared_types(self) -> dict[str, dict[str, str]]:
+        """`{entity: {attribute: type}}` for the attributes the schema types."""
+        return {
+            entity: {name: a.type for name, a in spec.attributes.items() if a.type}
+            for entity, spec in self.schema.entities.items()
+        }
+
+    def entity_json_schemas(self) -> dict[str, dict[str, Any]]:
+        """A JSON schema per declared entity (its typed attributes, its required ones)."""
+        return {
+            entity: {
+                "type": "object",
+                "properties": {
+                    name: {"type": a.type} if a.type else {} for name, a in spec.attributes.items()
+                },
+                "required": sorted(name for name, a in spec.attributes.items() if a.required),
+            }
+            for entity, spec in self.schema.entities.items()
+        }
+
+    def function_json_schemas(self) -> dict[str, dict[str, Any]]:
+        """A JSON schema per server function: its pydantic argument model's."""
+        return {name: f.arguments.model_json_schema() for name, f in self.functions.items()}
+
 
 EMPTY = App()
 """No APP: schemaless entities, owner-only rules, no functions."""

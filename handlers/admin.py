@@ -7,19 +7,13 @@ the transactor keeps in ab_schema_stats (store.schema_stats). Neither scans enti
 
 from __future__ import annotations
 
-import types
-from collections.abc import Mapping
-
-from actorbase.context import Context
 from actorbase.errors import PermissionDenied
 from handlers.base import ApiHandler
 from handlers.openapi import ADMIN, INTEGER, NUMBER, STRING, array, obj, operation
 from store import files, schema_stats
 from store.base import Txn
-from store.query.links import NO_LINKS, Links
 from store.stats import user_count
 
-NO_DECLARED: Mapping[str, Mapping[str, str]] = types.MappingProxyType({})
 """An app that declares no attribute types: the schema is inferred from data alone."""
 
 
@@ -108,19 +102,8 @@ class SchemaHandler(AdminHandler):
         )
     }
 
-    def initialize(
-        self,
-        ctx: Context,
-        links: Links = NO_LINKS,
-        declared: Mapping[str, Mapping[str, str]] = NO_DECLARED,
-    ) -> None:
-        """`links` and `declared` (`{entity: {attribute: type}}`) come from the app
-        definition through the route table; without them the data alone speaks."""
-        super().initialize(ctx)
-        self.links = links
-        self.declared = declared
-
     async def get(self) -> None:
         self.require_admin()
         records = await self.ctx.reads.read(schema_stats.counts)
-        self.send({"entities": schema_stats.describe(records, self.links, self.declared)})
+        app = self.ctx.app
+        self.send({"entities": schema_stats.describe(records, app.links, app.declared_types())})

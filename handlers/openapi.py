@@ -26,7 +26,6 @@ import tornado.web
 import ujson
 
 import actorbase
-from actorbase.context import Context
 from actorbase.errors import ApiError, InvalidArgument, NotFound
 from handlers.base import ApiHandler
 from handlers.cors import handler_methods
@@ -385,24 +384,15 @@ _LIST_PARAMS = (
 class OpenApiHandler(ApiHandler):
     openapi = {"get": operation("This document (OpenAPI 3.1)", "meta", {200: OBJECT}, auth=PUBLIC)}
 
-    def initialize(
-        self,
-        ctx: Context,
-        entities: Mapping[str, Schema] = NO_SCHEMAS,
-        functions: Mapping[str, Schema] = NO_SCHEMAS,
-    ) -> None:
-        """`entities` and `functions` are the app definition's, passed by the route
-        table; without them only the generic paths are described."""
-        super().initialize(ctx)
-        self.entities = entities
-        self.functions = functions
-
     async def authenticate(self) -> None:
         """Public: a token, good or bad, changes nothing here."""
         return None
 
     async def get(self) -> None:
-        self.send(document(self.application, self.entities, self.functions))
+        app = self.ctx.app
+        self.send(
+            document(self.application, app.entity_json_schemas(), app.function_json_schemas())
+        )
 
 
 _DOCS_PAGE = """<!doctype html>

@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from actorbase.context import Context
 from handlers.base import ApiHandler
 from handlers.openapi import INTEGER, obj, operation
 from store import permissions
-from store.query.ast import Limits, Node
+from store.query.ast import Node
 from store.query.execute import run
-from store.query.links import NO_LINKS, Links
 from store.query.parse import parse_query
 from store.rules import Stripper
 
@@ -29,22 +27,10 @@ class QueryHandler(ApiHandler):
         )
     }
 
-    def initialize(self, ctx: Context, links: Links = NO_LINKS) -> None:
-        """`links`: the app's declared links (the route table passes them; without
-        any, the naming convention alone applies)."""
-        super().initialize(ctx)
-        self.links = links
-
     async def post(self) -> None:
         started = time.perf_counter()
         principal = self.require_auth()
-        settings = self.ctx.settings
-        limits = Limits(
-            max_depth=settings.query_max_depth,
-            max_operators=settings.query_max_operators,
-            max_rows=settings.query_max_rows,
-        )
-        query = parse_query(self.json_body(), self.links, limits)
+        query = parse_query(self.json_body(), self.ctx.links, self.ctx.query_limits)
         permissions.check_query(principal, query)
 
         def rule(entity: str) -> Node:

@@ -47,7 +47,7 @@ def make_app(ctx: Context) -> tornado.web.Application:
         (r"/api/data/([^/]+)", EntityHandler, deps),
         (r"/api/data/([^/]+)/([^/]+)", RowHandler, deps),
         (r"/api/mutate", MutateHandler, deps),
-        (r"/api/query", QueryHandler, {**deps, "links": ctx.links}),
+        (r"/api/query", QueryHandler, deps),
         (r"/api/fn/([^/]+)", FunctionHandler, deps),
         (r"/ws", WebSocket, deps),
         (r"/api/subscribe", SubscribeHandler, deps),

@@ -53,7 +53,7 @@ from handlers.cors import websocket_origin_allowed
 from store import permissions
 from store.mutations import parse_ops
 from store.principal import Principal
-from store.query.ast import Limits, Query
+from store.query.ast import Query
 from store.query.parse import parse_query
 
 logger = logging.getLogger(__name__)
@@ -95,13 +95,7 @@ _DETACHED_METHODS = (
 def parse_live_query(ctx: Context, raw: Any) -> tuple[Query, str]:
     """A subscription's query, parsed with /api/query's limits and links, and the
     normalized form that identical subscriptions share a computation under."""
-    settings = ctx.settings
-    limits = Limits(
-        max_depth=settings.query_max_depth,
-        max_operators=settings.query_max_operators,
-        max_rows=settings.query_max_rows,
-    )
-    query = parse_query(raw, ctx.links, limits)
+    query = parse_query(raw, ctx.links, ctx.query_limits)
     if any(eq.after is not None for eq in query.entities):
         raise InvalidArgument("$after: a live query follows the first page; drop the cursor")
     return query, repr(query)
