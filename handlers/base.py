@@ -47,11 +47,15 @@ async def principal_for_token(ctx: Context, token: str) -> Principal:
     return dataclasses.replace(principal, rules=ctx.app.rules)
 
 
+_UNDECODED = object()
+
+
 class ApiHandler(tornado.web.RequestHandler):
     """JSON API handler with the wire conventions of DESIGN.md."""
 
     ctx: Context
     principal: Principal | None = None
+    _decoded: Any = _UNDECODED
     rate_policy: ClassVar[str] = "api"
     """The budgets a request spends: a key of handlers.ratelimit.POLICIES."""
 
@@ -92,7 +96,7 @@ class ApiHandler(tornado.web.RequestHandler):
     def _body_key(self, field: str) -> str | None:
         """A string field of a JSON body, lowercased and capped, or None."""
         try:
-            value = jsonwire.decode(self.request.body or b"{}", "body").get(field)
+            value = self.json_body().get(field)
         except (InvalidArgument, AttributeError):
             return None
         return f"{field}:{value.strip().lower()[:320]}" if isinstance(value, str) else None
@@ -180,10 +184,14 @@ class ApiHandler(tornado.web.RequestHandler):
     # -- JSON in and out --------------------------------------------------------------
 
     def json_body(self) -> Any:
-        content_type = self.request.headers.get("Content-Type", "")
-        if content_type.split(";")[0].strip().lower() != "application/json":
-            raise InvalidArgument("Content-Type must be application/json")
-        return jsonwire.decode(self.request.body or b"", "Request body")
+        """The decoded body, parsed once per request (a rate policy keyed by a body
+        field reads it before the handler does)."""
+        if self._decoded is _UNDECODED:
+            content_type = self.request.headers.get("Content-Type", "")
+            if content_type.split(";")[0].strip().lower() != "application/json":
+                raise InvalidArgument("Content-Type must be application/json")
+            self._decoded = jsonwire.decode(self.request.body or b"", "Request body")
+        return self._decoded
 
     def json_object(self) -> dict[str, Any]:
         body = self.json_body()
