@@ -78,7 +78,9 @@ class EntityHandler(_DataHandler):
         order = parse_order(raw_order) if raw_order is not None else ()
         raw_where = self.get_query_argument("where", None)
         where = (
-            parse_where(_json_arg(raw_where, "where"), "where") if raw_where is not None else TRUE
+            parse_where(jsonwire.decode(raw_where, "where"), "where")
+            if raw_where is not None
+            else TRUE
         )
         permissions.check_named(principal, entity, where, order)
         where = permissions.restrict(principal, entity, where)
@@ -146,7 +148,3 @@ class RowHandler(_DataHandler):
         check_id(id)
         await self.mutate([Op("delete", entity, id)])
         self.no_content()
-
-
-def _json_arg(raw: str, name: str) -> Any:
-    return jsonwire.decode(raw, name)
