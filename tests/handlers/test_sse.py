@@ -74,11 +74,15 @@ def test_errors_and_token_parameter(server, anon):
 
 
 def test_heartbeat_comment(make_server, backend):
-    server = make_server(backend, SSE_HEARTBEAT="0.2")
-    sse = SseClient(server.url, {entity(): {}}, ADMIN_TOKEN)
-    assert sse.next_event()[0] == "q-init"
-    assert sse.next_event(until=lambda line: True) == ("comment", None, ": ping")
-    sse.close()
+    # Heartbeats are staggered over the interval: every stream still gets its own.
+    server = make_server(backend, SSE_HEARTBEAT="0.4")
+    streams = [SseClient(server.url, {entity(): {}}, ADMIN_TOKEN) for _ in range(6)]
+    for sse in streams:
+        assert sse.next_event()[0] == "q-init"
+    for sse in streams:
+        for _ in range(2):
+            assert sse.next_event(until=lambda line: True) == ("comment", None, ": ping")
+        sse.close()
 
 
 def test_resume_with_last_event_id(server):
