@@ -141,7 +141,7 @@ class Server:
                 await loop.run_in_executor(None, transactor.stop)
                 raise SystemExit(f"actorbase: APP {s.app}: {exc}") from None
         # Live queries hear of every commit, in tx order, before any socket is accepted.
-        dispatcher = Dispatcher(loop, reads)
+        dispatcher = Dispatcher(loop, reads, s.fanout_turn)
         transactor.tell(AddListener(dispatcher.listener))
         hub = Hub(
             reads,
@@ -161,7 +161,7 @@ class Server:
             auth=auth,
             blobs=blobs,
             dispatcher=dispatcher,
-            rooms=Rooms(s.presence_rate),
+            rooms=Rooms(s.presence_rate, s.fanout_turn),
             hub=hub,
             stats=stats,
             app=app,

@@ -45,9 +45,12 @@ class _Shared:
 class Dispatcher:
     """Change-set routing and the registry of live queries; loop thread only."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, reads: ReadPool) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, reads: ReadPool, fanout_turn: float
+    ) -> None:
         self._loop = loop
         self._reads = reads
+        self._fanout_turn = fanout_turn
         self._by_key: dict[tuple[str, str], _Shared] = {}
         self._by_entity: dict[str, set[_Shared]] = {}
         self._by_member: dict[Member, _Shared] = {}
@@ -92,7 +95,9 @@ class Dispatcher:
         key = (normalized, principal_key(principal))
         shared = self._by_key.get(key) if resume_from is None else None
         if shared is None:
-            ref = SubscriptionActor.start(query, principal, self._reads, resume_from)
+            ref = SubscriptionActor.start(
+                query, principal, self._reads, self._fanout_turn, resume_from
+            )
             shared = _Shared(ref, query_entities(query), key if resume_from is None else None)
             if shared.key is not None:
                 self._by_key[key] = shared

@@ -22,6 +22,7 @@ import pykka
 import ujson
 
 from actors.bridge import ask
+from actors.fanout import FanOut
 from actors.runtime import LoopActor
 
 ROOM_RE = re.compile(r"^[A-Za-z0-9_.:@~-]{1,128}$")
@@ -92,13 +93,14 @@ class _Peer:
 class RoomActor(LoopActor):
     """The peers of one room; every member hears of every change."""
 
-    def __init__(self, name: str, min_interval: float) -> None:
+    def __init__(self, name: str, min_interval: float, fanout_turn: float) -> None:
         super().__init__()
         self._name = name
         self._min_interval = min_interval
         self._peers: dict[str, _Peer] = {}
         self._dirty = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._fanout: FanOut[PresenceSink] = FanOut(fanout_turn)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Enter):
@@ -124,6 +126,7 @@ class RoomActor(LoopActor):
         return None
 
     def on_stop(self) -> None:
+        self._fanout.cancel()
         for timer in self._timers.values():
             timer.cancel()
 
@@ -161,8 +164,10 @@ class RoomActor(LoopActor):
             escape_forward_slashes=False,
         )
         change = PresenceChange(self._name, text)
-        for peer in self._peers.values():
-            peer.sink.presence_change(change)
+        # The whole peer list: members a previous change has not reached yet skip it.
+        self._fanout.replace(
+            [peer.sink for peer in self._peers.values()], lambda sink: sink.presence_change(change)
+        )
 
 
 @dataclasses.dataclass(slots=True)
@@ -176,8 +181,9 @@ class Rooms:
     leaves. Loop thread only; membership is counted here, synchronously, so a room is
     never stopped while an enter is on its way to it."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, fanout_turn: float) -> None:
         self._min_interval = 1.0 / rate
+        self._fanout_turn = fanout_turn
         self._rooms: dict[str, _Room] = {}
 
     def __len__(self) -> int:
@@ -188,7 +194,8 @@ class Rooms:
     ) -> None:
         entry = self._rooms.get(room)
         if entry is None:
-            entry = self._rooms[room] = _Room(RoomActor.start(room, self._min_interval))
+            ref = RoomActor.start(room, self._min_interval, self._fanout_turn)
+            entry = self._rooms[room] = _Room(ref)
         entry.members += 1
         entry.ref.tell(Enter(peer_id, user_id, data, sink))
 

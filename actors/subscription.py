@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import ujson
 
 from actorbase.errors import ApiError, Internal
+from actors.fanout import FanOut
 from actors.runtime import LoopActor
 from actors.transactor import ChangeSet
 from store import permissions
@@ -138,6 +139,7 @@ class SubscriptionActor(LoopActor):
         query: Query,
         principal: Principal,
         reads: ReadPool,
+        fanout_turn: float,
         resume_from: int | None = None,
     ) -> None:
         super().__init__()
@@ -163,6 +165,7 @@ class SubscriptionActor(LoopActor):
         self._waiting: list[Member] = []
         self._resume_from = resume_from
         self._task: asyncio.Task[None] | None = None
+        self._fanout: FanOut[Member] = FanOut(fanout_turn)
 
     # -- messages (loop thread) ----------------------------------------------------------
 
@@ -185,6 +188,7 @@ class SubscriptionActor(LoopActor):
         return None
 
     def on_stop(self) -> None:
+        self._fanout.cancel()
         if self._task is not None:
             self._task.cancel()
 
@@ -276,8 +280,7 @@ class SubscriptionActor(LoopActor):
             frame = error_frame(
                 message.error if isinstance(message.error, ApiError) else Internal()
             )
-            for member in self._members + self._waiting:
-                member.sink.deliver(member, frame)
+            self._deliver(self._members + self._waiting, frame)
             self._waiting.clear()
             return
         result = message.result
@@ -356,14 +359,11 @@ class SubscriptionActor(LoopActor):
         for d in diffs:
             if not d:
                 continue
-            frame = diff_frame(d, tx, self._multi)
-            for member in self._members:
-                member.sink.deliver(member, frame)
+            self._deliver(self._members, diff_frame(d, tx, self._multi))
 
     def _send_init(self, tx: int) -> None:
         frame = Frame("q-init", _dumps({"data": self._visible(), "tx": tx})[1:], tx)
-        for member in self._waiting:
-            member.sink.deliver(member, frame)
+        self._deliver(self._waiting, frame)
         self._members.extend(self._waiting)
         self._waiting.clear()
 
@@ -371,11 +371,14 @@ class SubscriptionActor(LoopActor):
         """The resumed member gets only what changed since its Last-Event-ID."""
         for d in diffs:
             if d:
-                frame = diff_frame(d, tx, self._multi)
-                for member in self._waiting:
-                    member.sink.deliver(member, frame)
+                self._deliver(self._waiting, diff_frame(d, tx, self._multi))
         self._members.extend(self._waiting)
         self._waiting.clear()
+
+    def _deliver(self, members: list[Member], frame: Frame) -> None:
+        """Hand `frame` to each of `members` (as they are now), after the frames before
+        it: a large fan-out goes out in chunks, between which the loop serves others."""
+        self._fanout.send(members, lambda member: member.sink.deliver(member, frame))
 
 
 def query_entities(query: Query) -> frozenset[str]:

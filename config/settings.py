@@ -424,6 +424,14 @@ FIELDS: tuple[Field, ...] = (
         "presence updates per second per peer; faster ones are coalesced, latest wins",
     ),
     Field(
+        "fanout_turn",
+        "FANOUT_TURN",
+        _float_range(0, 10),
+        "0.05",
+        "seconds one diff or presence fan-out may hold the event loop before other work "
+        "gets a turn (0: a turn every 64 sockets; lower is fairer, higher is faster)",
+    ),
+    Field(
         "app",
         "APP",
         _text,
@@ -514,6 +522,7 @@ class Settings:
     presence_max_bytes: int
     presence_max_rooms: int
     presence_rate: float
+    fanout_turn: float
     app: str | None
     function_workers: int
     function_cpu_seconds: float

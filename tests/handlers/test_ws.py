@@ -8,6 +8,7 @@ import uuid
 
 import requests
 
+from actors.fanout import CHUNK
 from tests.handlers.accounts import signup
 from tests.serverproc import ADMIN_TOKEN
 from tests.wsclient import RawWs, WsClient
@@ -396,6 +397,51 @@ def test_staggered_pings_close_every_silent_socket(make_server, backend):
         assert [code for code, _ in results[len(good) :]] == [4002] * len(bad)
         assert not any(c.closed for c in good)
         for c in good:
+            c.close()
+
+    run(go())
+
+
+def test_fanout_over_several_turns_keeps_every_members_order(make_server, backend):
+    """With FANOUT_TURN=0 a fan-out yields the loop every CHUNK members, and diffs
+    queue behind it: every member still gets every diff once, in tx order, and a
+    room's members all end with its final peer list."""
+    server = make_server(backend, FANOUT_TURN="0")
+    ent = entity()
+    members = 4 * CHUNK + 44
+
+    async def go():
+        clients = await asyncio.gather(
+            *(WsClient.connect(server.url, ADMIN_TOKEN) for _ in range(members))
+        )
+        await asyncio.gather(
+            *(c.send({"type": "subscribe", "id": "s", "query": {ent: {}}}) for c in clients)
+        )
+        inits = await asyncio.gather(*(c.expect("q-init", id="s") for c in clients))
+        writer = clients[0]
+        for i in range(12):  # sent back to back: diffs are queued behind a fan-out
+            await writer.send({"type": "mutate", "id": f"m{i}", "ops": [set_op(ent, f"r{i}")]})
+        txs = [(await writer.expect("mutate-ok", id=f"m{i}"))["tx"] for i in range(12)]
+        for c, init in zip(clients, inits, strict=True):
+            seen, rows = init["tx"], set()
+            while seen < max(txs):
+                d = await c.expect("q-diff", id="s")
+                assert d["tx"] > seen
+                seen = d["tx"]
+                rows |= {r["id"] for r in d["added"]}
+            assert rows == {f"r{i}" for i in range(12)}
+
+        room = "fan-" + ent
+        for n, c in enumerate(clients):
+            await c.send({"type": "presence-enter", "room": room, "data": {"n": n}})
+        await clients[0].send({"type": "presence-update", "room": room, "data": {"n": "last"}})
+        for c in clients:
+            while True:
+                change = await c.expect("presence-change", room=room)
+                peers = change["peers"]
+                if len(peers) == members and {"n": "last"} in [p["data"] for p in peers]:
+                    break
+        for c in clients:
             c.close()
 
     run(go())
