@@ -10,8 +10,8 @@ import requests
 
 from actors.fanout import CHUNK
 from tests.handlers.accounts import signup
-from tests.serverproc import ADMIN_TOKEN
-from tests.wsclient import RawWs, WsClient
+from tests.serverproc import ADMIN_TOKEN, Api
+from tests.wsclient import RawWs, SseClient, WsClient
 
 
 def run(coro):
@@ -443,5 +443,45 @@ def test_fanout_over_several_turns_keeps_every_members_order(make_server, backen
                     break
         for c in clients:
             c.close()
+
+    run(go())
+
+
+def test_token_expiry_closes_unless_a_fresh_auth_came(make_server, backend):
+    """Sockets live past their token only by sending `auth` with a fresh one: the one
+    that did stays open and served; the one that did not is closed with 4001, and so is
+    an SSE stream on the old token (with `event: close`). Takes the shortest TTL, 30 s."""
+    server = make_server(backend, ACCESS_TOKEN_TTL="30")
+    user = signup(Api(server.url))
+    ent = entity()
+
+    async def go():
+        fresh = await WsClient.connect(server.url, user.access)
+        stale = await WsClient.connect(server.url, user.access)
+        sse = await asyncio.to_thread(SseClient, server.url, {ent: {}}, user.access)
+        assert (await asyncio.to_thread(sse.next_event))[0] == "q-init"
+        await asyncio.sleep(5)  # tokens carry whole seconds: the new one ends later
+        refreshed = await asyncio.to_thread(
+            requests.post,
+            server.url + "/api/auth/refresh",
+            json={"refreshToken": user.refresh},
+            timeout=10,
+        )
+        await fresh.send({"type": "auth", "token": refreshed.json()["accessToken"]})
+        assert (await fresh.expect("auth-ok"))["userId"] == user.id
+
+        code, reason = await stale.closed_with(within=40)
+        assert code == 4001 and "expired" in reason.lower()
+        event, _, data = await asyncio.to_thread(sse.next_event)
+        assert event == "close" and data["code"] == 4001
+        sse.close()
+
+        assert not fresh.closed
+        await fresh.send({"type": "subscribe", "id": "s", "query": {ent: {}}})
+        await fresh.expect("q-init", id="s")
+        await mutate(fresh, [set_op(ent, "after-expiry")])
+        diff = await fresh.expect("q-diff", id="s")
+        assert [r["id"] for r in diff["added"]] == ["after-expiry"]
+        fresh.close()
 
     run(go())
