@@ -12,6 +12,8 @@ show which side the figure measures. Prints:
 - mutation-to-diff latency p50/p99 with 100, 1,000 and N subscribers to one query
   at 5 writes/s (the writer stamps each row; --sample sockets, spread evenly over
   the fan-out, subtract on receipt; every subscriber counts the diffs it gets);
+- the writes' own HTTP round trip in each phase: what any request waits while the
+  server fans a diff out;
 - presence-change fan-out time in a room of 1,000 (an update sent → the last member
   has it).
 
@@ -343,18 +345,21 @@ def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def _write_loop(url: str, token: str, seconds: float, rate: float) -> int:
+def _write_loop(url: str, token: str, seconds: float, rate: float) -> list[float]:
+    """Write `rate` rows a second; the round trip of each write, in seconds (a request
+    that waits while the loop fans out shows it here)."""
     session = requests.Session()
     headers = {"Authorization": f"Bearer {token}"}
-    count = 0
+    trips: list[float] = []
     start = time.monotonic()
     while time.monotonic() - start < seconds:
         row = {"live": True, "ts": time.time()}
         op = {"entity": "bench", "id": f"w{time.time_ns()}", "op": "set", "data": row}
+        sent = time.monotonic()
         session.post(url + "/api/mutate", json={"ops": [op]}, headers=headers, timeout=30)
-        count += 1
-        time.sleep(max(0.0, start + count / rate - time.monotonic()))
-    return count
+        trips.append(time.monotonic() - sent)
+        time.sleep(max(0.0, start + len(trips) / rate - time.monotonic()))
+    return trips
 
 
 def _sampled(counts: list[int], subscribers: int, stride: int) -> int:
@@ -448,7 +453,8 @@ def main() -> None:
             stride = max(1, subscribers // max(1, args.sample))
             _all(pipes, "subscribe", [(n, stride) for n in _split(subscribers, args.workers)])
             cpu = _Cpu(pid, client_pids)
-            writes = _write_loop(server.url, tokens[0], args.seconds, 5.0)
+            trips = _write_loop(server.url, tokens[0], args.seconds, 5.0)
+            writes = len(trips)
             time.sleep(2)
             parts = _all(pipes, "latencies", [None] * len(pipes))
             lat = [x for part, _ in parts for x in part]
@@ -458,6 +464,10 @@ def main() -> None:
                 f"p50 {_pct(lat, 50):.1f} ms, p99 {_pct(lat, 99):.1f} ms "
                 f"({len(lat)} timed on {_sampled(counts, subscribers, stride)} sampled sockets; "
                 f"{got} diffs of {writes * subscribers} expected; {cpu.report()})"
+            )
+            print(
+                f"    the writes' own round trip meanwhile: p50 {_pct(trips, 50):.1f} ms, "
+                f"p99 {_pct(trips, 99):.1f} ms"
             )
         _all(pipes, "subscribe", [(0, 1)] * len(pipes))
 
