@@ -39,7 +39,8 @@ CLOSE_GOING_AWAY = 1001
 """The server is stopping."""
 
 HEARTBEAT_STEP = 0.05
-"""Time between two heartbeat steps, in seconds (longer when an interval is short)."""
+"""Time between two heartbeat steps, in seconds (longer for an interval of over
+MAX_STEPS steps; one step for an interval shorter than this)."""
 
 MAX_STEPS = 1000
 """Groups a heartbeat interval is cut into at most."""
@@ -96,8 +97,12 @@ class Hub:
         """Stop the checks and close every connection (1001: the server is stopping)."""
         for task in self._tasks:
             task.cancel()
-        for conn in list(self.websockets) + list(self.streams):
+        for conn in list(self._all()):
             conn.close_for(CLOSE_GOING_AWAY, "Server is shutting down")
+
+    def _all(self) -> Iterator[Watched]:
+        yield from self.websockets
+        yield from self.streams
 
     async def _every(
         self, interval: float, fn: Callable[[], Coroutine[Any, Any, None] | None]
@@ -124,12 +129,7 @@ class Hub:
 
     def _expire(self) -> None:
         now = time.time()
-        expired = [
-            conn
-            for conns in (self.websockets, self.streams)
-            for conn in conns
-            if conn.expires_at is not None and conn.expires_at <= now
-        ]
+        expired = [c for c in self._all() if c.expires_at is not None and c.expires_at <= now]
         for conn in expired:
             conn.close_for(CLOSE_AUTH, "Token expired: send auth with a fresh token")
 
@@ -142,13 +142,7 @@ class Hub:
         ended = await self._reads.call(lambda: self._accounts.ended_sessions(since, now))
         if not ended:
             return
-        revoked = [
-            conn
-            for conns in (self.websockets, self.streams)
-            for conn in conns
-            if conn.session_id in ended
-        ]
-        for conn in revoked:
+        for conn in [c for c in self._all() if c.session_id in ended]:
             conn.close_for(CLOSE_AUTH, "Session revoked")
 
 
