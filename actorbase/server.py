@@ -27,7 +27,7 @@ from actors.functions import FunctionPool
 from actors.hub import Hub
 from actors.room import Rooms
 from actors.runtime import bind_loop
-from actors.transactor import AddListener, Transactor
+from actors.transactor import AddListener, ChangeSet, Transactor
 from config import secrets
 from config.app import AppError, load_app
 from config.settings import ConfigError, Settings
@@ -39,6 +39,7 @@ from store.readpool import ReadPool
 from store.schema import ensure_indexes
 from store.stats import Stats, sessions_since, utc_midnight_ms
 from store.storage import open_blobs
+from store.txfeed import TxFeed
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class Server:
         self.ctx: Context | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
         self._stopping = asyncio.Event()
+        self._feed: TxFeed | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -140,9 +142,16 @@ class Server:
             except RuntimeError as exc:
                 await loop.run_in_executor(None, transactor.stop)
                 raise SystemExit(f"actorbase: APP {s.app}: {exc}") from None
-        # Live queries hear of every commit, in tx order, before any socket is accepted.
+        # Live queries hear of every commit, in tx order, before any socket is accepted:
+        # on PostgreSQL from the database, as other processes may share it.
         dispatcher = Dispatcher(loop, reads, s.fanout_turn)
-        transactor.tell(AddListener(dispatcher.listener))
+        if s.is_postgres:
+            self._feed = TxFeed(
+                s.database_url, lambda tx, changes: dispatcher.listener(ChangeSet(tx, changes))
+            )
+            await loop.run_in_executor(None, self._feed.start)
+        else:
+            transactor.tell(AddListener(dispatcher.listener))
         hub = Hub(
             reads,
             auth.accounts,
@@ -214,6 +223,8 @@ class Server:
         await loop.run_in_executor(
             None, lambda: ctx.transactor.stop(block=True, timeout=max(0.1, deadline - loop.time()))
         )
+        if self._feed is not None:
+            await loop.run_in_executor(None, self._feed.stop)
         await loop.run_in_executor(None, ctx.blobs.close)
         ctx.auth.shutdown()
         ctx.reads.shutdown()

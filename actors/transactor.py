@@ -39,7 +39,6 @@ class ChangeSet:
 
     tx: int
     changes: list[Change]
-    principal: Principal
 
 
 Listener = Callable[[ChangeSet], None]
@@ -144,17 +143,18 @@ class Transactor(pykka.ThreadingActor):
                         outcomes.append(Conflict(f"Conflict: {_first_line(exc)}"))
                 # Introspection counters move once per group, for the mutations that
                 # succeeded, in the same transaction as their rows.
-                committed_changes = [
-                    c for o in outcomes if isinstance(o, Outcome) for c in o.changes
-                ]
-                schema_stats.apply(txn, committed_changes)
+                done = [o for o in outcomes if isinstance(o, Outcome)]
+                schema_stats.apply(txn, [c for o in done for c in o.changes])
+                if done:
+                    # Other processes on the same database hear of it at COMMIT.
+                    self._store.announce(txn, done[-1].tx)
             self.commits += 1
         except Exception:
             logger.exception("commit of %d mutations failed", len(group))
             outcomes = [Internal() for _ in group]
-        for mutation, outcome in zip(group, outcomes, strict=True):
+        for outcome in outcomes:
             if isinstance(outcome, Outcome):
-                self._publish(ChangeSet(outcome.tx, outcome.changes, mutation.principal))
+                self._publish(ChangeSet(outcome.tx, outcome.changes))
         committed = time.monotonic()
         for mutation, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, Outcome):

@@ -197,6 +197,11 @@ class Store(abc.ABC):
         return name
 
     @abc.abstractmethod
+    def announce(self, txn: Txn, tx: int) -> None:
+        """Within the transactor's write transaction: make its commit, up to tx id
+        `tx`, known to other processes sharing the database (store.txfeed)."""
+
+    @abc.abstractmethod
     def ping(self) -> bool:
         """Whether the database answers now."""
 

@@ -18,6 +18,7 @@ import psycopg_pool
 from store.base import Store, Txn, open_txn
 from store.dialect import PostgresDialect
 from store.migrations import POSTGRES
+from store.txfeed import CHANNEL
 
 T = TypeVar("T")
 
@@ -68,6 +69,9 @@ class PostgresStore(Store):
     def transaction(self) -> Iterator[Txn]:
         with self._pool.connection() as conn, open_txn(conn, self.dialect) as txn:
             yield txn
+
+    def announce(self, txn: Txn, tx: int) -> None:
+        txn.execute("SELECT pg_notify(?, ?)", (CHANNEL, str(tx)))
 
     def ping(self) -> bool:
         try:

@@ -79,6 +79,10 @@ class SQLiteStore(Store):
         with open_txn(self._local_conn(), self.dialect, "BEGIN IMMEDIATE") as txn:
             yield txn
 
+    def announce(self, txn: Txn, tx: int) -> None:
+        """Nobody to tell: one process owns an SQLite file, and its transactor hands
+        its change sets to its own live queries directly."""
+
     def ping(self) -> bool:
         try:
             return self.read(lambda t: t.execute("SELECT 1").fetchone()[0] == 1)

@@ -1,0 +1,125 @@
+"""Every commit to a shared PostgreSQL database, from any server process, in tx order.
+
+Several actorbase processes may serve one PostgreSQL database (a second machine when
+one is not enough), and each process's live queries must hear of every commit: its
+own and the others'. Inside each commit the transactor NOTIFYs channel `ab_tx` with
+the last tx id of its group (`Store.announce`). PostgreSQL delivers notifications in
+commit order, and tx ids follow commit order (the counter row stays locked until
+COMMIT), so a `TxFeed` thread that LISTENs on a connection of its own reads, on each
+notification, the change sets from where it stopped up to that tx from `ab_tx`, and
+hands them on in tx order. Reading from where it stopped, not the notified group,
+also covers anything missed while its connection was down: it reconnects and catches
+up. An id with no `ab_tx` row is handed on with no changes, so nothing waits for it.
+
+On SQLite one process owns the file and the transactor hands its change sets over
+directly (`actors.transactor.AddListener`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import ujson
+
+from store.mutations import Change
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "ab_tx"
+"""The NOTIFY channel; its payload is the last tx id of a committed group."""
+
+APPLICATION_NAME = "actorbase-txfeed"
+"""How the feed's connection shows in pg_stat_activity."""
+
+RECONNECT_DELAY = 0.5
+"""Seconds between attempts to get the LISTEN connection back."""
+
+POLL = 0.5
+"""Seconds between looks at the stop flag while no notification comes."""
+
+OnTx = Callable[[int, list[Change]], None]
+"""Called on the feed's thread with each tx id and its changes, in tx order."""
+
+
+class TxFeed:
+    """A thread that turns the database's commit notifications into change sets."""
+
+    def __init__(self, url: str, on_tx: OnTx) -> None:
+        self._url = url
+        self._on_tx = on_tx
+        self._conn: psycopg.Connection[Any] | None = None
+        self._cursor = 0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="txfeed", daemon=True)
+
+    def start(self) -> int:
+        """Listen, then start the thread; the last tx committed when listening began
+        (everything after it will be handed on). Blocks: call it off the loop."""
+        self._conn = self._listen()
+        self._cursor = _last_tx(self._conn)
+        self._thread.start()
+        return self._cursor
+
+    def stop(self) -> None:
+        """Stop handing on and close the connection. Blocks up to POLL seconds."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self._conn is not None:
+            self._conn.close()
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self._url, autocommit=True, application_name=APPLICATION_NAME)
+        conn.execute(f"LISTEN {CHANNEL}")
+        return conn
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._listen()
+                    self._catch_up(_last_tx(self._conn))  # what came while it was down
+                # The generator holds the connection's lock: read after leaving it.
+                notified = [
+                    int(n.payload)
+                    for n in self._conn.notifies(timeout=POLL, stop_after=1)
+                    if n.payload.isdigit()
+                ]
+                if notified:
+                    self._catch_up(max(notified))
+            except psycopg.Error as exc:
+                logger.warning("commit feed lost its connection (%s); reconnecting", exc)
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                self._stopping.wait(RECONNECT_DELAY)
+            except Exception:
+                logger.exception("commit feed failed")
+                time.sleep(RECONNECT_DELAY)
+
+    def _catch_up(self, upto: int) -> None:
+        """Hand on every tx after the cursor up to `upto`, in order."""
+        if upto <= self._cursor:
+            return
+        assert self._conn is not None
+        rows = self._conn.execute(
+            "SELECT tx, changes FROM ab_tx WHERE tx > %s AND tx <= %s ORDER BY tx",
+            (self._cursor, upto),
+        ).fetchall()
+        by_tx = {int(tx): changes for tx, changes in rows}
+        for tx in range(self._cursor + 1, upto + 1):
+            changes = by_tx.get(tx) or []
+            if isinstance(changes, str):
+                changes = ujson.loads(changes)
+            self._on_tx(tx, [Change(**c) for c in changes])
+            self._cursor = tx
+
+
+def _last_tx(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT value FROM ab_counters WHERE name = 'tx'").fetchone()
+    return int(row[0]) if row else 0
