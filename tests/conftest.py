@@ -32,25 +32,46 @@ def _database_url(backend: str, data_dir: Path, pg_base_url: str | None, dbs: li
     return db.url
 
 
-@pytest.fixture(scope="session")
-def make_server(tmp_path_factory, pg_base_url) -> Iterator:
-    """Factory: `make_server(backend, **env)` starts a server on a fresh database."""
-    servers: list[ServerProcess] = []
-    dbs: list[PostgresDatabase] = []
+class Servers:
+    """Servers started for one fixture scope, stopped (their databases dropped) when it
+    ends: a PostgreSQL server holds several connections, and the database allows 100."""
 
-    def make(backend: str, start: bool = True, **env) -> ServerProcess:
-        data_dir = tmp_path_factory.mktemp(f"ab-{backend}")
-        url = _database_url(backend, data_dir, pg_base_url, dbs)
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory, pg_base_url: str | None):
+        self._tmp = tmp_path_factory
+        self._pg_base_url = pg_base_url
+        self._servers: list[ServerProcess] = []
+        self._dbs: list[PostgresDatabase] = []
+
+    def make(self, backend: str, start: bool = True, **env) -> ServerProcess:
+        data_dir = self._tmp.mktemp(f"ab-{backend}")
+        url = _database_url(backend, data_dir, self._pg_base_url, self._dbs)
         server = ServerProcess(data_dir, url, **env)
-        servers.append(server)
+        self._servers.append(server)
         return server.start() if start else server
 
-    yield make
-    for server in servers:
-        if server.proc is not None:
-            server.stop()
-    for db in dbs:
-        db.drop()
+    def close(self) -> None:
+        for server in self._servers:
+            if server.proc is not None:
+                server.stop()
+        for db in self._dbs:
+            db.drop()
+
+
+@pytest.fixture
+def make_server(tmp_path_factory, pg_base_url) -> Iterator:
+    """Factory: `make_server(backend, **env)` starts a server on a fresh database,
+    stopped when the test ends."""
+    servers = Servers(tmp_path_factory, pg_base_url)
+    yield servers.make
+    servers.close()
+
+
+@pytest.fixture(scope="module")
+def make_module_server(tmp_path_factory, pg_base_url) -> Iterator:
+    """The same for module-scoped fixtures: stopped when the module ends."""
+    servers = Servers(tmp_path_factory, pg_base_url)
+    yield servers.make
+    servers.close()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -59,9 +80,9 @@ def backend(request) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(make_server, backend) -> ServerProcess:
+def server(make_module_server, backend) -> ServerProcess:
     """One server per test module and backend; tests use distinct entities or users."""
-    return make_server(backend)
+    return make_module_server(backend)
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ TODOS = str(Path(__file__).parents[2] / "examples" / "todos.py")
 
 
 @pytest.fixture(scope="module")
-def app_server(make_server, backend):
-    return make_server(backend, APP=TODOS)
+def app_server(make_module_server, backend):
+    return make_module_server(backend, APP=TODOS)
 
 
 def test_declared_links_work_in_query(app_server):

@@ -114,9 +114,9 @@ def test_unknown_email_and_wrong_password_look_the_same(anon):
 
 
 @pytest.fixture(scope="module")
-def strict(make_server, backend):
+def strict(make_module_server, backend):
     """A server that locks after 3 failures, for 2 seconds."""
-    return make_server(backend, LOCKOUT_THRESHOLD="3", LOCKOUT_SECONDS="2")
+    return make_module_server(backend, LOCKOUT_THRESHOLD="3", LOCKOUT_SECONDS="2")
 
 
 def _attempt(api: Api, email: str, password: str):

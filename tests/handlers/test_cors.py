@@ -17,8 +17,8 @@ OTHER = "https://evil.example.net"
 
 
 @pytest.fixture(scope="module")
-def server(make_server):
-    return make_server("sqlite", CORS_ORIGINS=f"{ALLOWED}, http://localhost:3000")
+def server(make_module_server):
+    return make_module_server("sqlite", CORS_ORIGINS=f"{ALLOWED}, http://localhost:3000")
 
 
 def preflight(api: Api, path: str, origin: str, method: str = "POST"):

@@ -40,9 +40,9 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def server(make_server):
+def server(make_module_server):
     """The page does not touch the store: one SQLite server is enough."""
-    return make_server("sqlite")
+    return make_module_server("sqlite")
 
 
 @pytest.fixture

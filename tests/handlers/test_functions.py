@@ -20,13 +20,13 @@ FN_APP = str(ROOT / "tests" / "apps" / "fn_app.py")
 
 
 @pytest.fixture(scope="module")
-def todos(make_server, backend):
-    return make_server(backend, APP=TODOS)
+def todos(make_module_server, backend):
+    return make_module_server(backend, APP=TODOS)
 
 
 @pytest.fixture(scope="module")
-def fns(make_server, backend):
-    return make_server(
+def fns(make_module_server, backend):
+    return make_module_server(
         backend,
         APP=FN_APP,
         FUNCTION_WORKERS=2,

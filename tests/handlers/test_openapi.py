@@ -20,9 +20,9 @@ from tests.serverproc import ADMIN_TOKEN, Api
 
 
 @pytest.fixture(scope="module")
-def server(make_server):
+def server(make_module_server):
     """The document does not touch the store: one SQLite server is enough."""
-    return make_server("sqlite")
+    return make_module_server("sqlite")
 
 
 @pytest.fixture(scope="module")

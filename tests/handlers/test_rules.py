@@ -22,8 +22,8 @@ APP = str(Path(__file__).parents[1] / "apps" / "rules_app.py")
 
 
 @pytest.fixture(scope="module")
-def server(make_server, backend):
-    return make_server(backend, APP=APP)
+def server(make_module_server, backend):
+    return make_module_server(backend, APP=APP)
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ APP = str(Path(__file__).parents[1] / "apps" / "schema_app.py")
 
 
 @pytest.fixture(scope="module")
-def server(make_server, backend):
-    return make_server(backend, APP=APP)
+def server(make_module_server, backend):
+    return make_module_server(backend, APP=APP)
 
 
 @pytest.fixture

@@ -37,8 +37,8 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def fuzzed(make_server, backend):
-    return make_server(backend)
+def fuzzed(make_module_server, backend):
+    return make_module_server(backend)
 
 
 @pytest.fixture(scope="module")

@@ -53,14 +53,14 @@ class Blobs:
 
 
 @pytest.fixture(scope="module")
-def env(make_server, backend, storage, request) -> tuple[ServerProcess, Blobs]:
+def env(make_module_server, backend, storage, request) -> tuple[ServerProcess, Blobs]:
     extra: dict[str, Any] = {"MAX_UPLOAD_BYTES": MAX_UPLOAD}
     moto, bucket = None, ""
     if storage == "s3":
         moto = request.getfixturevalue("s3")
         bucket = moto.bucket()
         extra.update(moto.server_env(bucket))
-    server = make_server(backend, **extra)
+    server = make_module_server(backend, **extra)
     return server, Blobs(storage, server, moto, bucket)
 
 

@@ -20,7 +20,7 @@ BOUNDARY = "largeUploadBoundary0123456789"
 
 
 @pytest.fixture(scope="module")
-def env(make_server, backend, storage, request) -> tuple[ServerProcess, Any, str]:
+def env(make_module_server, backend, storage, request) -> tuple[ServerProcess, Any, str]:
     extra: dict[str, Any] = {"MAX_UPLOAD_BYTES": 64 * MIB}
     client, bucket = None, ""
     if storage == "s3":
@@ -28,7 +28,7 @@ def env(make_server, backend, storage, request) -> tuple[ServerProcess, Any, str
         bucket = moto.bucket()
         client = moto.client()
         extra.update(moto.server_env(bucket))
-    return make_server(backend, **extra), client, bucket
+    return make_module_server(backend, **extra), client, bucket
 
 
 def memory_kib(pid: int) -> dict[str, int]:
