@@ -7,24 +7,13 @@ import concurrent.futures
 
 import pytest
 
-from tests.serverproc import ADMIN_TOKEN, Api, PostgresDatabase, ServerProcess
+from tests.serverproc import ADMIN_TOKEN, Api
 
 
 @pytest.fixture
-def two_nodes(pg_base_url, tmp_path):
-    if not pg_base_url:
-        pytest.skip("TEST_DATABASE_URL is not set")
-    db = PostgresDatabase(pg_base_url)
-    nodes = [ServerProcess(tmp_path / f"n{i}", db.url) for i in range(2)]
-    try:
-        for node in nodes:
-            node.start()
-        yield [Api(n.url, ADMIN_TOKEN) for n in nodes]
-    finally:
-        for node in nodes:
-            if node.proc is not None:
-                node.stop()
-        db.drop()
+def two_nodes(two_servers):
+    _, nodes = two_servers
+    return [Api(n.url, ADMIN_TOKEN) for n in nodes]
 
 
 def test_tx_follows_commit_order_across_processes(two_nodes):

@@ -9,28 +9,10 @@ import concurrent.futures
 import uuid
 
 import psycopg
-import pytest
 
 from store.txfeed import APPLICATION_NAME
-from tests.serverproc import ADMIN_TOKEN, Api, PostgresDatabase, ServerProcess
+from tests.serverproc import ADMIN_TOKEN, Api
 from tests.wsclient import SseClient, WsClient
-
-
-@pytest.fixture
-def two_nodes(pg_base_url, tmp_path):
-    if not pg_base_url:
-        pytest.skip("TEST_DATABASE_URL is not set")
-    db = PostgresDatabase(pg_base_url)
-    nodes = [ServerProcess(tmp_path / f"n{i}", db.url) for i in range(2)]
-    try:
-        for node in nodes:
-            node.start()
-        yield db, nodes
-    finally:
-        for node in nodes:
-            if node.proc is not None:
-                node.stop()
-        db.drop()
 
 
 def _write(api: Api, ent: str, op: str, row_id: str, **data) -> int:
@@ -53,8 +35,8 @@ async def _diffs_until(c: WsClient, last: int, seen: int) -> list[dict]:
     return out
 
 
-def test_subscribers_hear_both_nodes_in_tx_order(two_nodes):
-    db, (a, b) = two_nodes
+def test_subscribers_hear_both_nodes_in_tx_order(two_servers):
+    db, (a, b) = two_servers
     apis = [Api(a.url, ADMIN_TOKEN), Api(b.url, ADMIN_TOKEN)]
     ent = "t" + uuid.uuid4().hex[:10]
 

@@ -1,0 +1,25 @@
+"""Two server processes on one fresh PostgreSQL database."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.serverproc import PostgresDatabase, ServerProcess
+
+
+@pytest.fixture
+def two_servers(pg_base_url, tmp_path):
+    """(database, [node, node]), both started; skipped without TEST_DATABASE_URL."""
+    if not pg_base_url:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    db = PostgresDatabase(pg_base_url)
+    nodes = [ServerProcess(tmp_path / f"n{i}", db.url) for i in range(2)]
+    try:
+        for node in nodes:
+            node.start()
+        yield db, nodes
+    finally:
+        for node in nodes:
+            if node.proc is not None:
+                node.stop()
+        db.drop()
