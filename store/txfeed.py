@@ -39,6 +39,9 @@ APPLICATION_NAME = "actorbase-txfeed"
 RECONNECT_DELAY = 0.5
 """Seconds between attempts to get the LISTEN connection back."""
 
+PAGE = 1000
+"""Most tx ids read in one query."""
+
 POLL = 0.5
 """Seconds between looks at the stop flag while no notification comes."""
 
@@ -103,21 +106,22 @@ class TxFeed:
                 time.sleep(RECONNECT_DELAY)
 
     def _catch_up(self, upto: int) -> None:
-        """Hand on every tx after the cursor up to `upto`, in order."""
-        if upto <= self._cursor:
-            return
+        """Hand on every tx after the cursor up to `upto`, in order, PAGE at a time (a
+        long outage must not be read in one piece)."""
         assert self._conn is not None
-        rows = self._conn.execute(
-            "SELECT tx, changes FROM ab_tx WHERE tx > %s AND tx <= %s ORDER BY tx",
-            (self._cursor, upto),
-        ).fetchall()
-        by_tx = {int(tx): changes for tx, changes in rows}
-        for tx in range(self._cursor + 1, upto + 1):
-            changes = by_tx.get(tx) or []
-            if isinstance(changes, str):
-                changes = ujson.loads(changes)
-            self._on_tx(tx, [Change(**c) for c in changes])
-            self._cursor = tx
+        while self._cursor < upto:
+            end = min(upto, self._cursor + PAGE)
+            rows = self._conn.execute(
+                "SELECT tx, changes FROM ab_tx WHERE tx > %s AND tx <= %s ORDER BY tx",
+                (self._cursor, end),
+            ).fetchall()
+            by_tx = {int(tx): changes for tx, changes in rows}
+            for tx in range(self._cursor + 1, end + 1):
+                changes = by_tx.get(tx) or []
+                if isinstance(changes, str):
+                    changes = ujson.loads(changes)
+                self._on_tx(tx, [Change(**c) for c in changes])
+                self._cursor = tx
 
 
 def _last_tx(conn: psycopg.Connection[Any]) -> int:
