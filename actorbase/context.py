@@ -58,9 +58,7 @@ class Context:
 
     @property
     def query_limits(self) -> Limits:
-        """QUERY_MAX_* as the query parser takes them, for every channel alike."""
-        s = self.settings
-        return Limits(s.query_max_depth, s.query_max_operators, s.query_max_rows)
+        return self.settings.query_limits
 
     @property
     def links(self) -> Links:

@@ -136,6 +136,7 @@ class Server:
                 cpu_seconds=s.function_cpu_seconds,
                 wall_seconds=s.function_wall_seconds,
                 memory_bytes=s.function_memory_mb << 20,
+                query_limits=s.query_limits,
             )
             try:
                 await functions.start()

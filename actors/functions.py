@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -29,6 +30,7 @@ from config.app import App
 from store.function_worker import MAX_FRAME, encode_frame
 from store.functions import ERROR_CODES, ReadSet, StaleRead, op_from_json
 from store.principal import ADMIN, Principal
+from store.query.ast import Limits
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,7 @@ class FunctionPool:
         cpu_seconds: float,
         wall_seconds: float,
         memory_bytes: int,
+        query_limits: Limits,
     ) -> None:
         self._app = app
         self._transactor = transactor
@@ -131,6 +134,8 @@ class FunctionPool:
             "database_url": database_url,
             "cpu_seconds": cpu_seconds,
             "memory_bytes": memory_bytes,
+            # As /api/query has them: a function's queries are bounded alike.
+            "query_limits": dataclasses.astuple(query_limits),
         }
         self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
         self._all: set[WorkerProcess] = set()

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from store.query.ast import Limits
+
 DEFAULT_UPLOAD_TYPES = (
     "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,application/json,text/csv"
 )
@@ -528,6 +530,12 @@ class Settings:
     function_cpu_seconds: float
     function_wall_seconds: float
     function_memory_mb: int
+
+    @property
+    def query_limits(self) -> Limits:
+        """QUERY_MAX_* as the query parser takes them, for every channel alike (HTTP,
+        WebSocket, SSE and server functions)."""
+        return Limits(self.query_max_depth, self.query_max_operators, self.query_max_rows)
 
     @property
     def is_postgres(self) -> bool:

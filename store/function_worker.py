@@ -40,6 +40,7 @@ from store.base import Store, Txn
 from store.factory import open_store
 from store.functions import Context, FunctionError, op_to_json
 from store.principal import ADMIN, Principal
+from store.query.ast import Limits
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 64 << 20
@@ -82,10 +83,11 @@ def _vm_size() -> int:
 
 
 class Worker:
-    def __init__(self, app: App, store: Store, cpu_seconds: float) -> None:
+    def __init__(self, app: App, store: Store, cpu_seconds: float, limits: Limits) -> None:
         self.app = app
         self.store = store
         self.cpu_seconds = cpu_seconds
+        self.limits = limits
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         function = self.app.functions[request["name"]]
@@ -124,7 +126,7 @@ class Worker:
     def _call(
         self, fn: Any, txn: Txn, principal: Principal, args: dict[str, Any]
     ) -> dict[str, Any]:
-        ctx = Context(txn, self.app.links, principal, ADMIN)
+        ctx = Context(txn, self.app.links, self.limits, principal, ADMIN)
         result = pydantic_core.to_jsonable_python(fn(ctx, **args))
         return {
             "result": result,
@@ -154,7 +156,7 @@ def main() -> None:
     signal.signal(signal.SIGPROF, _on_sigprof)
     limit = _vm_size() + config["memory_bytes"]
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    worker = Worker(app, store, config["cpu_seconds"])
+    worker = Worker(app, store, config["cpu_seconds"], Limits(*config["query_limits"]))
     out.write(encode_frame({"ready": os.getpid()}))
     while True:
         request = read_frame(stdin)

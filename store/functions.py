@@ -159,7 +159,7 @@ class Db:
 
     def query(self, query: dict[str, Any]) -> dict[str, Any]:
         """A /api/query body → its result (`{entity: rows, tx}`), from the snapshot."""
-        parsed: Query = parse_query(query, self._run.links, Limits())
+        parsed: Query = parse_query(query, self._run.links, self._run.limits)
         permissions.check_query(self._principal, parsed)
         principal = self._principal
         self._record(parsed)
@@ -215,9 +215,10 @@ def _apply(op: Op, row: dict[str, Any] | None) -> dict[str, Any] | None:
 class _Run:
     """One run's state: its snapshot, reads and buffered writes."""
 
-    def __init__(self, txn: Txn, links: Links) -> None:
+    def __init__(self, txn: Txn, links: Links, limits: Limits) -> None:
         self.txn = txn
         self.links = links
+        self.limits = limits
         self.reads = ReadSet(txn.last_tx())
         self.ops: list[Op] = []
 
@@ -225,8 +226,10 @@ class _Run:
 class Context:
     """The first argument of every server function."""
 
-    def __init__(self, txn: Txn, links: Links, principal: Principal, admin: Principal) -> None:
-        self._state = _Run(txn, links)
+    def __init__(
+        self, txn: Txn, links: Links, limits: Limits, principal: Principal, admin: Principal
+    ) -> None:
+        self._state = _Run(txn, links, limits)
         self.auth = Auth(
             principal.user_id, principal.role, dict(principal.claims), principal.is_admin
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -68,6 +68,11 @@ def bad_result(ctx: Context) -> object:
     return object()
 
 
+def run_query(ctx: Context, query: dict[str, Any]) -> dict[str, Any]:
+    """A query as the caller: the server's QUERY_MAX_* bound it as on /api/query."""
+    return ctx.db.query(query)
+
+
 functions = [
     increment,
     spin,
@@ -79,4 +84,5 @@ functions = [
     boom,
     echo,
     bad_result,
+    run_query,
 ]

@@ -33,6 +33,7 @@ def fns(make_module_server, backend):
         FUNCTION_CPU_SECONDS=0.5,
         FUNCTION_WALL_SECONDS=2,
         FUNCTION_MEMORY_MB=128,
+        QUERY_MAX_OPERATORS=3,
     )
 
 
@@ -188,3 +189,16 @@ def test_functions_see_the_caller(fns):
     user = signup(Api(fns.url))
     r = user.api.post("/api/fn/echo", json={"title": "hi", "count": 2, "tags": ["a"]})
     assert r.json()["result"] == {"title": "hi", "count": 2, "tags": ["a"], "me": user.id}
+
+
+def test_function_queries_keep_the_servers_query_limits(fns):
+    """QUERY_MAX_OPERATORS=3 bounds a function's ctx.db.query as it bounds /api/query."""
+    admin = Api(fns.url, ADMIN_TOKEN)
+    small = {"limited": {"$where": {"a": 1, "b": 2}}}
+    large = {"limited": {"$where": {"a": 1, "b": 2, "c": 3, "d": 4}}}
+    r = admin.post("/api/fn/run_query", json={"query": small})
+    assert r.status_code == 200 and r.json()["result"]["limited"] == []
+    direct = admin.post("/api/query", json=large)
+    r = admin.post("/api/fn/run_query", json={"query": large})
+    assert direct.status_code == r.status_code == 400
+    assert error_of(r)["code"] == error_of(direct)["code"] == "QUERY_TOO_COMPLEX"
