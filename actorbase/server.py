@@ -148,7 +148,9 @@ class Server:
         dispatcher = Dispatcher(loop, reads, s.fanout_turn)
         if s.is_postgres:
             self._feed = TxFeed(
-                s.database_url, lambda tx, changes: dispatcher.listener(ChangeSet(tx, changes))
+                s.database_url,
+                lambda tx, changes: dispatcher.listener(ChangeSet(tx, changes)),
+                lambda: dispatcher.subscriptions > 0,
             )
             await loop.run_in_executor(None, self._feed.start)
         else:

@@ -11,6 +11,10 @@ hands them on in tx order. Reading from where it stopped, not the notified group
 also covers anything missed while its connection was down: it reconnects and catches
 up. An id with no `ab_tx` row is handed on with no changes, so nothing waits for it.
 
+While the process has no live query (`wanted()` is false) the feed moves its cursor
+without reading: a live query opened later reads a snapshot taken after it opened,
+which holds every tx the feed passed over, as those had committed before it looked.
+
 On SQLite one process owns the file and the transactor hands its change sets over
 directly (`actors.transactor.AddListener`).
 """
@@ -52,9 +56,10 @@ OnTx = Callable[[int, list[Change]], None]
 class TxFeed:
     """A thread that turns the database's commit notifications into change sets."""
 
-    def __init__(self, url: str, on_tx: OnTx) -> None:
+    def __init__(self, url: str, on_tx: OnTx, wanted: Callable[[], bool]) -> None:
         self._url = url
         self._on_tx = on_tx
+        self._wanted = wanted
         self._conn: psycopg.Connection[Any] | None = None
         self._cursor = 0
         self._stopping = threading.Event()
@@ -109,6 +114,9 @@ class TxFeed:
         """Hand on every tx after the cursor up to `upto`, in order, PAGE at a time (a
         long outage must not be read in one piece)."""
         assert self._conn is not None
+        if not self._wanted():
+            self._cursor = max(self._cursor, upto)
+            return
         while self._cursor < upto:
             end = min(upto, self._cursor + PAGE)
             rows = self._conn.execute(

@@ -41,9 +41,16 @@ def test_subscribers_hear_both_nodes_in_tx_order(two_servers):
     ent = "t" + uuid.uuid4().hex[:10]
 
     async def go():
+        # Written while no process has a live query (the feeds skip reading them): the
+        # first subscriber's q-init still has them.
+        before = [
+            await asyncio.to_thread(_write, apis[i % 2], ent, "set", f"p{i}", i=i) for i in range(4)
+        ]
         ws = await WsClient.connect(a.url, ADMIN_TOKEN)
         await ws.send({"type": "subscribe", "id": "s", "query": {ent: {}}})
         init = await ws.expect("q-init", id="s")
+        assert {r["id"] for r in init["data"][ent]} == {f"p{i}" for i in range(4)}
+        assert init["tx"] >= max(before)
         sse = await asyncio.to_thread(SseClient, b.url, {ent: {}}, ADMIN_TOKEN)
         assert (await asyncio.to_thread(sse.next_event))[0] == "q-init"
 
