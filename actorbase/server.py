@@ -65,6 +65,7 @@ class Server:
         self._http: tornado.httpserver.HTTPServer | None = None
         self._stopping = asyncio.Event()
         self._feed: TxFeed | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -163,6 +164,7 @@ class Server:
             s.session_check_interval,
         )
         hub.start()
+        self._sweeper = asyncio.ensure_future(self._sweep(auth, s.sweep_interval))
         self.ctx = Context(
             settings=s,
             store=store,
@@ -198,11 +200,24 @@ class Server:
             flush=True,
         )
 
+    async def _sweep(self, auth: AuthService, interval: float) -> None:
+        """Every `interval` seconds: the tables that only grow get their dead rows out."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                swept = await auth.sweep()
+            except Exception:
+                logger.exception("sweep failed")
+            else:
+                logger.debug("swept %d spent rows", swept)
+
     async def _stop(self) -> None:
         ctx, loop = self.ctx, asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout
         if self._http is not None:
             self._http.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if ctx is None:
             return
         ctx.shutting_down = True

@@ -391,6 +391,13 @@ FIELDS: tuple[Field, ...] = (
         "bytes unsent to a slow client past which its socket is closed",
     ),
     Field(
+        "sweep_interval",
+        "SWEEP_INTERVAL",
+        _float_range(0.1, 86_400),
+        "600",
+        "seconds between sweeps of spent sign-in counters and expired MFA challenges",
+    ),
+    Field(
         "session_check_interval",
         "SESSION_CHECK_INTERVAL",
         _float_range(0.1, 60),
@@ -519,6 +526,7 @@ class Settings:
     ws_max_subscriptions: int
     ws_buffer_soft: int
     ws_buffer_hard: int
+    sweep_interval: float
     session_check_interval: float
     sse_heartbeat: float
     presence_max_bytes: int

@@ -222,6 +222,20 @@ class Accounts:
                 (email_lower, now),
             )
 
+    def sweep(self, now: int, policy: Lockout) -> int:
+        """Delete what can never count again: sign-in counters whose window has passed
+        and that hold no lock (unknown emails included: each failure leaves one), and
+        expired MFA challenges. Returns the rows deleted."""
+        with self.store.transaction() as txn:
+            attempts = txn.execute(
+                "DELETE FROM ab_signin_attempts WHERE locked_until <= ? AND window_start <= ?",
+                (now, now - policy.window_ms),
+            ).rowcount
+            challenges = txn.execute(
+                "DELETE FROM ab_mfa_challenges WHERE expires_at <= ?", (now,)
+            ).rowcount
+        return max(0, attempts) + max(0, challenges)
+
     # -- sessions and refresh tokens -----------------------------------------------------
 
     def _new_session(self, txn: Txn, user: User, device: str, ip: str, now: int) -> Grant:

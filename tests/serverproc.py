@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -110,6 +111,23 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (`?` placeholders) on the server's database, outside the
+        server: to look at, or set up, what the API does not show."""
+        if self.database_url.startswith("sqlite:///"):
+            with (
+                contextlib.closing(
+                    sqlite3.connect(self.database_url.removeprefix("sqlite:///"))
+                ) as conn,
+                conn,
+            ):
+                return conn.execute(statement, params).fetchall()
+        import psycopg
+
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            cursor = conn.execute(statement.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
 
 
 class Api:

@@ -4,7 +4,6 @@ backfill of rows written before it, and the merge with a declared schema."""
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 
 from store.query.links import Links, link
@@ -102,17 +101,8 @@ def test_migration_backfills_rows_written_before_it(make_server, backend):
     expected = entity_of(admin, "things")
     assert server.stop() == 0
     # Back to a database as it was before migration 4.
-    statements = ["DROP TABLE ab_schema_stats", "DELETE FROM ab_migrations WHERE version = 4"]
-    if backend == "sqlite":
-        with sqlite3.connect(server.database_url.removeprefix("sqlite:///")) as conn:
-            for statement in statements:
-                conn.execute(statement)
-    else:
-        import psycopg
-
-        with psycopg.connect(server.database_url, autocommit=True) as conn:
-            for statement in statements:
-                conn.execute(statement)
+    for statement in ("DROP TABLE ab_schema_stats", "DELETE FROM ab_migrations WHERE version = 4"):
+        server.sql(statement)
     server.start()
     assert entity_of(admin, "things") == expected
     assert attrs(expected) == {

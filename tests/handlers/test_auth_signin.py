@@ -171,3 +171,38 @@ def test_lockout_message_counts_minutes_by_default(anon):
     assert error["code"] == "ACCOUNT_LOCKED"
     assert 1790 <= error["retryAfter"] <= 1800
     assert error["message"].endswith("Try again in 30 minutes.")
+
+
+def test_sweep_deletes_spent_counters_and_expired_challenges_only(make_server, backend):
+    """SWEEP_INTERVAL=0.2: a counter whose window passed goes (an unknown email's too),
+    a locked email's stays and stays locked, an expired MFA challenge goes."""
+    server = make_server(
+        backend,
+        LOCKOUT_THRESHOLD="2",
+        LOCKOUT_WINDOW="1",
+        LOCKOUT_SECONDS="60",
+        SWEEP_INTERVAL="0.2",
+    )
+    api = Api(server.url)
+    spent, locked = new_email(), new_email()
+    assert _attempt(api, spent, "wrong-password").status_code == 401
+    for _ in range(3):
+        _attempt(api, locked, "wrong-password")
+    assert _attempt(api, locked, "wrong-password").status_code == 429
+    account = signup(api)
+    server.sql(
+        "INSERT INTO ab_mfa_challenges (token_hash, user_id, device, ip, expires_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        ("expired-challenge", account.id, "test", "127.0.0.1", 1),
+    )
+
+    def counters() -> set[str]:
+        return {r[0] for r in server.sql("SELECT email_lower FROM ab_signin_attempts")}
+
+    assert {spent, locked} <= counters()
+    deadline = time.monotonic() + 10
+    while spent in counters() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert spent not in counters() and locked in counters()
+    assert server.sql("SELECT token_hash FROM ab_mfa_challenges") == []
+    assert _attempt(api, locked, "wrong-password").status_code == 429
