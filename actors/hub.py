@@ -150,31 +150,18 @@ class Staggered:
     """Open connections of one kind, kept in `steps` groups by identity hash, so a
     heartbeat step visits one group and not every connection. Loop thread only."""
 
-    __slots__ = ("_groups", "_next", "_size", "steps")
+    __slots__ = ("_groups", "_next", "steps")
 
     def __init__(self, steps: int) -> None:
         self.steps = steps
         self._groups: list[set[Watched]] = [set() for _ in range(steps)]
         self._next = 0
-        self._size = 0
 
     def add(self, conn: Watched) -> None:
-        group = self._group(conn)
-        if conn not in group:
-            group.add(conn)
-            self._size += 1
+        self._group(conn).add(conn)
 
     def discard(self, conn: Watched) -> None:
-        group = self._group(conn)
-        if conn in group:
-            group.remove(conn)
-            self._size -= 1
-
-    def __contains__(self, conn: Watched) -> bool:
-        return conn in self._group(conn)
-
-    def __len__(self) -> int:
-        return self._size
+        self._group(conn).discard(conn)
 
     def __iter__(self) -> Iterator[Watched]:
         for group in self._groups:
