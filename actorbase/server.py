@@ -25,6 +25,7 @@ from actorbase.context import Context
 from actors.dispatcher import Dispatcher
 from actors.functions import FunctionPool
 from actors.hub import Hub
+from actors.periodic import every
 from actors.room import Rooms
 from actors.runtime import bind_loop
 from actors.transactor import AddListener, ChangeSet, Transactor
@@ -164,7 +165,8 @@ class Server:
             s.session_check_interval,
         )
         hub.start()
-        self._sweeper = asyncio.ensure_future(self._sweep(auth, s.sweep_interval))
+        # The tables that only grow get their dead rows out.
+        self._sweeper = asyncio.ensure_future(every(s.sweep_interval, auth.sweep, "sweep"))
         self.ctx = Context(
             settings=s,
             store=store,
@@ -199,17 +201,6 @@ class Server:
             f"({store.label})",
             flush=True,
         )
-
-    async def _sweep(self, auth: AuthService, interval: float) -> None:
-        """Every `interval` seconds: the tables that only grow get their dead rows out."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                swept = await auth.sweep()
-            except Exception:
-                logger.exception("sweep failed")
-            else:
-                logger.debug("swept %d spent rows", swept)
 
     async def _stop(self) -> None:
         ctx, loop = self.ctx, asyncio.get_running_loop()

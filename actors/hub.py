@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
+from actors.periodic import every
 from store.accounts import Accounts
 from store.base import now_ms
 from store.readpool import ReadPool
@@ -89,8 +90,8 @@ class Hub:
         self._tasks = [
             asyncio.ensure_future(self._heartbeats(ping, self.websockets)),
             asyncio.ensure_future(self._heartbeats(sse, self.streams)),
-            asyncio.ensure_future(self._every(min(check, 1.0), self._expire)),
-            asyncio.ensure_future(self._every(check, self._check_sessions)),
+            asyncio.ensure_future(every(min(check, 1.0), self._expire, "token expiry check")),
+            asyncio.ensure_future(every(check, self._check_sessions, "session check")),
         ]
 
     def close_all(self) -> None:
@@ -103,18 +104,6 @@ class Hub:
     def _all(self) -> Iterator[Watched]:
         yield from self.websockets
         yield from self.streams
-
-    async def _every(
-        self, interval: float, fn: Callable[[], Coroutine[Any, Any, None] | None]
-    ) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                result = fn()
-                if result is not None:
-                    await result
-            except Exception:
-                logger.exception("periodic connection check failed")
 
     async def _heartbeats(self, interval: float, conns: Staggered) -> None:
         """Every interval/steps seconds, beat the next group of `conns`: any one

@@ -222,19 +222,16 @@ class Accounts:
                 (email_lower, now),
             )
 
-    def sweep(self, now: int, policy: Lockout) -> int:
+    def sweep(self, now: int, policy: Lockout) -> None:
         """Delete what can never count again: sign-in counters whose window has passed
         and that hold no lock (unknown emails included: each failure leaves one), and
-        expired MFA challenges. Returns the rows deleted."""
+        expired MFA challenges."""
         with self.store.transaction() as txn:
-            attempts = txn.execute(
+            txn.execute(
                 "DELETE FROM ab_signin_attempts WHERE locked_until <= ? AND window_start <= ?",
                 (now, now - policy.window_ms),
-            ).rowcount
-            challenges = txn.execute(
-                "DELETE FROM ab_mfa_challenges WHERE expires_at <= ?", (now,)
-            ).rowcount
-        return max(0, attempts) + max(0, challenges)
+            )
+            txn.execute("DELETE FROM ab_mfa_challenges WHERE expires_at <= ?", (now,))
 
     # -- sessions and refresh tokens -----------------------------------------------------
 

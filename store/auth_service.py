@@ -95,9 +95,9 @@ class AuthService:
     def shutdown(self) -> None:
         self.hasher.shutdown()
 
-    async def sweep(self) -> int:
+    async def sweep(self) -> None:
         """Delete spent sign-in counters and expired MFA challenges (store.accounts)."""
-        return await self._db(self.accounts.sweep, now_ms(), self._lockout)
+        await self._db(self.accounts.sweep, now_ms(), self._lockout)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._reads.call(lambda: fn(*args))
