@@ -17,7 +17,9 @@ held back, so a subscription's q-init always precedes its diffs.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -55,6 +57,37 @@ class Socket(Protocol):
 
     def close_for(self, code: int, reason: str) -> None:
         """Close the connection with a code and a reason the client sees."""
+
+
+class Unsent:
+    """A transport's bytes written but not yet sent, and one callback waiting for them
+    to drain: the bookkeeping behind `Socket.buffered` and `Socket.when_drained`, the
+    same for WebSocket and SSE. Loop thread only."""
+
+    __slots__ = ("_drain", "bytes")
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._drain: tuple[int, Callable[[], None]] | None = None
+
+    def track(self, n: int, written: asyncio.Future[None]) -> None:
+        """`n` bytes are unsent until `written` (the stream's write or flush) is done."""
+        self.bytes += n
+        written.add_done_callback(functools.partial(self._sent, n))
+
+    def when_drained(self, below: int, callback: Callable[[], None]) -> None:
+        if self.bytes < below:
+            callback()
+        else:
+            self._drain = (below, callback)
+
+    def _sent(self, n: int, written: asyncio.Future[None]) -> None:
+        self.bytes -= n
+        if not written.cancelled():
+            written.exception()  # a closed stream: the handler's close does the cleanup
+        if self._drain is not None and self.bytes < self._drain[0]:
+            callback, self._drain = self._drain[1], None
+            callback()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -17,13 +17,12 @@ An open stream counts as an in-flight HTTP request in /api/admin/health.
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
-from typing import Any
+from collections.abc import Callable
 
 from actorbase.errors import InvalidArgument
 from actors.bridge import ask
-from actors.connection import ConnectionActor, Subscribe
+from actors.connection import ConnectionActor, Subscribe, Unsent
 from handlers import jsonwire
 from handlers.base import ApiHandler
 from handlers.ws import dumps, parse_live_query, token_expiry
@@ -53,8 +52,7 @@ class SubscribeHandler(ApiHandler):
         assert token is not None
         self.session_id = principal.session_id
         self.expires_at = token_expiry(token, principal)
-        self._unsent = 0
-        self._drain: tuple[int, Any] | None = None
+        self._unsent = Unsent()
         self._done = asyncio.Event()
 
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -95,30 +93,17 @@ class SubscribeHandler(ApiHandler):
         if self._done.is_set():
             return
         self.write(data)
-        n = len(data)
-        self._unsent += n
-        self.flush().add_done_callback(functools.partial(self._sent, n))
-
-    def _sent(self, n: int, future: asyncio.Future[None]) -> None:
-        self._unsent -= n
-        if not future.cancelled():
-            future.exception()  # a closed stream: on_connection_close ends the request
-        if self._drain is not None and self._unsent < self._drain[0]:
-            callback, self._drain = self._drain[1], None
-            callback()
+        self._unsent.track(len(data), self.flush())
 
     def frame(self, kind: str, id_json: str, rest: str, tx: int | None) -> str:
         id_line = "" if tx is None else f"id: {tx}\n"
         return f'event: {kind}\n{id_line}data: {{"id":{id_json},{rest}\n\n'
 
     def buffered(self) -> int:
-        return self._unsent
+        return self._unsent.bytes
 
-    def when_drained(self, below: int, callback: Any) -> None:
-        if self._unsent < below:
-            callback()
-        else:
-            self._drain = (below, callback)
+    def when_drained(self, below: int, callback: Callable[[], None]) -> None:
+        self._unsent.when_drained(below, callback)
 
     def heartbeat(self) -> None:
         self.send_bytes(b": ping\n\n")

@@ -20,7 +20,6 @@ task of its own so a slow write never delays a pong.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import struct
 import time
@@ -43,7 +42,7 @@ from actorbase.errors import (
     Unauthenticated,
 )
 from actors.bridge import ask
-from actors.connection import ConnectionActor, PresenceOp, Subscribe, Unsubscribe
+from actors.connection import ConnectionActor, PresenceOp, Subscribe, Unsent, Unsubscribe
 from actors.hub import CLOSE_AUTH, CLOSE_HEARTBEAT
 from actors.room import ROOM_RE
 from actors.transactor import submit
@@ -122,7 +121,6 @@ class WebSocket(tornado.websocket.WebSocketHandler):
     __slots__ = (
         "_bucket",
         "_conn",
-        "_drain",
         "_open",
         "_opened_at",
         "_ponged",
@@ -134,8 +132,6 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         "session_id",
     )
 
-    _drain: tuple[int, Callable[[], None]] | None
-    """While the connection waits for the socket to drain: (below, callback)."""
     _tasks: set[asyncio.Task[None]] | None
     """Mutations waiting for COMMIT (cancelled when the socket closes)."""
 
@@ -156,10 +152,9 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         self._opened_at = time.monotonic()
         self._ponged = True
         self._open = False
-        self._unsent = 0
+        self._unsent = Unsent()
         # The message-rate token bucket: (tokens, when last refilled).
         self._bucket = (float(2 * ctx.settings.ws_message_rate), time.monotonic())
-        self._drain = None
         self._tasks = None
 
     @property
@@ -406,29 +401,16 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             future = stream.write(data)
         except StreamClosedError:
             return
-        n = len(data)
-        self._unsent += n
-        future.add_done_callback(functools.partial(self._sent, n))
-
-    def _sent(self, n: int, future: asyncio.Future[None]) -> None:
-        self._unsent -= n
-        if not future.cancelled():
-            future.exception()  # a closed stream: on_close does the cleanup
-        if self._drain is not None and self._unsent < self._drain[0]:
-            callback, self._drain = self._drain[1], None
-            callback()
+        self._unsent.track(len(data), future)
 
     def frame(self, kind: str, id_json: str, rest: str, tx: int | None) -> str:
         return '{"type":"' + kind + '","id":' + id_json + "," + rest
 
     def buffered(self) -> int:
-        return self._unsent
+        return self._unsent.bytes
 
     def when_drained(self, below: int, callback: Callable[[], None]) -> None:
-        if self._unsent < below:
-            callback()
-        else:
-            self._drain = (below, callback)
+        self._unsent.when_drained(below, callback)
 
     def close_for(self, code: int, reason: str) -> None:
         self.close(code, reason)
