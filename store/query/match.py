@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from store.dialect import TYPE_RANK, json_type_of
 from store.query.ast import And, Cmp, Node, Not, Or, OrderKey, Path
@@ -53,13 +53,10 @@ def _cmp(node: Cmp, value: Any) -> bool:
         return value is not MISSING and _equal(value, node.value)
     if value is MISSING or json_type_of(value) != json_type_of(node.value):
         return False
-    if node.op in ("like", "ilike"):
-        if node.op == "ilike":
-            return (
-                _like(node.value.translate(_ASCII_FOLD)).fullmatch(value.translate(_ASCII_FOLD))
-                is not None
-            )
-        return _like(node.value).fullmatch(value) is not None
+    if node.op == "like":
+        return like(node.value, value)
+    if node.op == "ilike":
+        return like(node.value.translate(_ASCII_FOLD), value.translate(_ASCII_FOLD))
     if node.op == "gt":
         return value > node.value
     if node.op == "gte":
@@ -78,21 +75,57 @@ def _equal(a: Any, b: Any) -> bool:
     return a == b
 
 
+def like(pattern: str, text: str) -> bool:
+    """Whether `text` matches the LIKE `pattern` (``%``, ``_``, backslash escapes), in
+    O(len(text) * len(pattern)) at worst: no input can make it backtrack.
+
+    Between two ``%`` a segment has a fixed length (``_`` is one character), so the
+    leftmost place each middle segment fits leaves the most room for the rest: finding
+    them left to right, after pinning the first segment to the start and the last to
+    the end, answers exactly what LIKE does.
+    """
+    segments = _segments(pattern)
+    first, last = segments[0], segments[-1]
+    if len(segments) == 1:
+        return len(text) == first.size and first.regex.match(text) is not None
+    end = len(text) - last.size
+    if end < first.size or first.regex.match(text) is None:
+        return False
+    if last.regex.match(text, end) is None:
+        return False
+    pos = first.size
+    for segment in segments[1:-1]:
+        found = segment.regex.search(text, pos, end)
+        if found is None:
+            return False
+        pos = found.end()
+    return True
+
+
+class _Segment(NamedTuple):
+    """A run of a LIKE pattern between two ``%``: `size` characters, each literal or
+    any one (``_``), as a regex without repetition or alternation (it cannot backtrack)."""
+
+    regex: re.Pattern[str]
+    size: int
+
+
 @functools.lru_cache(maxsize=512)
-def _like(pattern: str) -> re.Pattern[str]:
-    """A LIKE pattern (``%``, ``_``, backslash escapes) as a regex."""
-    out = []
+def _segments(pattern: str) -> tuple[_Segment, ...]:
+    """`pattern` split on its unescaped ``%``: always at least one segment."""
+    segments: list[_Segment] = []
+    out: list[str] = []
     chars = iter(pattern)
     for c in chars:
-        if c == "\\":
-            out.append(re.escape(next(chars)))
-        elif c == "%":
-            out.append(".*")
+        if c == "%":
+            segments.append(_Segment(re.compile("".join(out), re.DOTALL), len(out)))
+            out = []
         elif c == "_":
             out.append(".")
         else:
-            out.append(re.escape(c))
-    return re.compile("".join(out), re.DOTALL)
+            out.append(re.escape(next(chars, c) if c == "\\" else c))
+    segments.append(_Segment(re.compile("".join(out), re.DOTALL), len(out)))
+    return tuple(segments)
 
 
 def sort_key(row: dict[str, Any], path: Path) -> tuple[int, Any, Any]:

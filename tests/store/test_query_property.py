@@ -120,6 +120,32 @@ def test_each_operator_agrees(stores, kind, data, order, draw):
     _check(stores, data, where, order, 2)
 
 
+wild_patterns = st.lists(
+    st.sampled_from(["a", "A", "b", "%", "%", "_", "_", "\\%", "\\_", "\\\\"]), max_size=10
+).map("".join)
+"""Mostly wildcards, escapes always whole: the matcher's segment search against the SQL."""
+wild_rows = st.lists(
+    st.tuples(
+        st.fixed_dictionaries(
+            {"a": st.lists(st.sampled_from("aAb%_\\"), max_size=12).map("".join)}
+        ),
+        st.just(None),
+        st.integers(0, 2),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=wild_rows, op=st.sampled_from(["$like", "$ilike"]), pattern=wild_patterns)
+def test_wildcard_heavy_like_agrees(stores, data, op, pattern):
+    """`%` and `_` runs, escapes and repeats: the linear matcher answers as LIKE/GLOB do."""
+    _check(stores, data, {"a": {op: pattern}}, {}, 2)
+
+
 def _check(stores: list[Store], data, where, order, page: int) -> None:
     entity = f"prop{next(_names)}"
     stored = [
