@@ -147,7 +147,7 @@ class Server:
                 raise SystemExit(f"actorbase: APP {s.app}: {exc}") from None
         # Live queries hear of every commit, in tx order, before any socket is accepted:
         # on PostgreSQL from the database, as other processes may share it.
-        dispatcher = Dispatcher(loop, reads, s.fanout_turn)
+        dispatcher = Dispatcher(loop, reads, s.fanout_turn, s.query_max_bytes)
         if s.is_postgres:
             self._feed = TxFeed(
                 s.database_url,

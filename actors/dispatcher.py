@@ -46,11 +46,16 @@ class Dispatcher:
     """Change-set routing and the registry of live queries; loop thread only."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, reads: ReadPool, fanout_turn: float
+        self,
+        loop: asyncio.AbstractEventLoop,
+        reads: ReadPool,
+        fanout_turn: float,
+        max_bytes: int | None = None,
     ) -> None:
         self._loop = loop
         self._reads = reads
         self._fanout_turn = fanout_turn
+        self._max_bytes = max_bytes
         self._by_key: dict[tuple[str, str], _Shared] = {}
         self._by_entity: dict[str, set[_Shared]] = {}
         self._by_member: dict[Member, _Shared] = {}
@@ -97,7 +102,7 @@ class Dispatcher:
         shared = self._by_key.get(key) if resume_from is None else None
         if shared is None:
             ref = SubscriptionActor.start(
-                query, principal, self._reads, self._fanout_turn, resume_from
+                query, principal, self._reads, self._fanout_turn, resume_from, self._max_bytes
             )
             shared = _Shared(ref, query_entities(query), key if resume_from is None else None)
             if shared.key is not None:

@@ -141,9 +141,11 @@ class SubscriptionActor(LoopActor):
         reads: ReadPool,
         fanout_turn: float,
         resume_from: int | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         super().__init__()
         self._query = query
+        self._max_bytes = max_bytes
         self._principal = principal
         self._reads = reads
         self._flat = all(is_flat(eq) for eq in query.entities)
@@ -231,7 +233,13 @@ class SubscriptionActor(LoopActor):
         principal = self._principal
         # Flat windows keep full rows (to match and order) and strip them when shown.
         fields = None if self._flat else (lambda e: permissions.stripper(principal, e))
-        return run(txn, query, lambda entity: permissions.read_filter(principal, entity), fields)
+        return run(
+            txn,
+            query,
+            lambda entity: permissions.read_filter(principal, entity),
+            fields,
+            self._max_bytes,
+        )
 
     def _resume(self, txn: Txn, since: int) -> tuple[dict[str, Any], list[Diff] | None]:
         """On a read-pool thread, in one snapshot: the result now, and the diffs from
@@ -276,10 +284,11 @@ class SubscriptionActor(LoopActor):
         self._reading = False
         self._task = None
         if message.result is None:
-            logger.error("live query read failed", exc_info=message.error)
-            frame = error_frame(
-                message.error if isinstance(message.error, ApiError) else Internal()
-            )
+            if isinstance(message.error, ApiError):  # e.g. the result outgrew QUERY_MAX_BYTES
+                frame = error_frame(message.error)
+            else:
+                logger.error("live query read failed", exc_info=message.error)
+                frame = error_frame(Internal())
             self._deliver(self._members + self._waiting, frame)
             self._waiting.clear()
             return

@@ -314,6 +314,14 @@ FIELDS: tuple[Field, ...] = (
         "most rows one query may return, counting $limit at every level",
     ),
     Field(
+        "query_max_bytes",
+        "QUERY_MAX_BYTES",
+        _int_range(1024, 1 << 31),
+        "16777216",
+        "largest JSON result of a query, list or live query (linked rows counted per "
+        "parent); QUERY_TOO_COMPLEX beyond",
+    ),
+    Field(
         "storage_url",
         "STORAGE_URL",
         _storage_url,
@@ -515,6 +523,7 @@ class Settings:
     query_max_depth: int
     query_max_operators: int
     query_max_rows: int
+    query_max_bytes: int
     storage_url: str
     s3_endpoint_url: str | None
     public_url: str | None
@@ -543,7 +552,12 @@ class Settings:
     def query_limits(self) -> Limits:
         """QUERY_MAX_* as the query parser takes them, for every channel alike (HTTP,
         WebSocket, SSE and server functions)."""
-        return Limits(self.query_max_depth, self.query_max_operators, self.query_max_rows)
+        return Limits(
+            self.query_max_depth,
+            self.query_max_operators,
+            self.query_max_rows,
+            max_bytes=self.query_max_bytes,
+        )
 
     @property
     def is_postgres(self) -> bool:

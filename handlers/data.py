@@ -12,8 +12,10 @@ from handlers import jsonwire
 from handlers.base import ApiHandler
 from handlers.openapi import BOOLEAN, INTEGER, OBJECT, STRING, array, obj, operation, param, ref
 from store import permissions
+from store.base import Txn
 from store.mutations import Op, Outcome, data_op, new_id
 from store.query.ast import TRUE
+from store.query.execute import select_rows
 from store.query.parse import parse_order, parse_where
 from store.rows import check_entity, check_id
 
@@ -85,15 +87,18 @@ class EntityHandler(_DataHandler):
         permissions.check_named(principal, entity, where, order)
         where = permissions.restrict(principal, entity, where)
 
-        def read(txn):
-            return txn.select(entity, where, order, limit, offset), txn.count(entity, where)
+        max_bytes = self.ctx.query_limits.max_bytes
+
+        def read(txn: Txn) -> tuple[list[dict[str, Any]], int]:
+            rows = select_rows(txn, entity, where, order, limit, offset, max_bytes)
+            return rows, txn.count(entity, where)
 
         rows, total = await self.ctx.reads.read(read)
         self.ctx.stats.queries.record(time.perf_counter() - started)
         strip = permissions.stripper(principal, entity)
         self.send(
             {
-                "data": [r.to_wire() if strip is None else strip(r.to_wire()) for r in rows],
+                "data": rows if strip is None else [strip(r) for r in rows],
                 "total": total,
                 "hasMore": offset + len(rows) < total,
             }

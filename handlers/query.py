@@ -39,8 +39,9 @@ class QueryHandler(ApiHandler):
         def fields(entity: str) -> Stripper | None:
             return permissions.stripper(principal, entity)
 
+        max_bytes = self.ctx.query_limits.max_bytes
         result: dict[str, Any] = await self.ctx.reads.read(
-            lambda txn: run(txn, query, rule, fields)
+            lambda txn: run(txn, query, rule, fields, max_bytes)
         )
         self.ctx.stats.queries.record(time.perf_counter() - started)
         self.send(result)

@@ -168,6 +168,7 @@ class Db:
             parsed,
             lambda e: permissions.read_filter(principal, e),
             lambda e: permissions.stripper(principal, e),
+            self._run.limits.max_bytes,
         )
         out.pop("$cursors", None)
         return out

@@ -117,3 +117,5 @@ class Limits:
     max_rows: int = 50_000
     max_limit: int = 1000
     default_limit: int = 100
+    max_bytes: int | None = None
+    """Largest result as JSON (see store.query.execute); None: no cap."""
