@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import ujson
 
-from actorbase.errors import ApiError, Internal
+from actorbase.errors import ApiError, Internal, QueryTooComplex
 from actors.fanout import FanOut
 from actors.runtime import LoopActor
 from actors.transactor import ChangeSet
@@ -45,6 +45,10 @@ logger = logging.getLogger(__name__)
 
 RESUME_MAX_TX = 10_000
 """Largest gap a resume replays from ab_tx; beyond it the client gets a fresh q-init."""
+
+RESUME_PAGE = 500
+"""ab_tx rows a resume reads at a time; of them it keeps only the first `before` of
+each row of the query's entities, so a long gap never sits in memory whole."""
 
 
 def _dumps(value: Any) -> str:
@@ -247,21 +251,31 @@ class SubscriptionActor(LoopActor):
         now = txn.last_tx()
         if not 0 <= since <= now or now - since > RESUME_MAX_TX:
             return self._run(txn), None
-        records = txn.execute(
-            "SELECT tx, changes FROM ab_tx WHERE tx > ? AND tx <= ? ORDER BY tx", (since, now)
-        ).fetchall()
-        if len(records) != now - since:
-            return self._run(txn), None
         first_before: dict[tuple[str, str], dict[str, Any] | None] = {}
-        for _, changes in records:
-            for c in ujson.loads(changes) if isinstance(changes, str) else changes:
-                first_before.setdefault((c["entity"], c["id"]), c["before"])
+        read, last = 0, since
+        while last < now:
+            page = txn.execute(
+                "SELECT tx, changes FROM ab_tx WHERE tx > ? AND tx <= ? ORDER BY tx LIMIT ?",
+                (last, now, RESUME_PAGE),
+            ).fetchall()
+            if not page:
+                break
+            for _, changes in page:
+                for c in ujson.loads(changes) if isinstance(changes, str) else changes:
+                    if c["entity"] in self.entities:
+                        first_before.setdefault((c["entity"], c["id"]), c["before"])
+            read, last = read + len(page), int(page[-1][0])
+        if read != now - since:
+            return self._run(txn), None
         touched: dict[str, int] = {}
         for entity, _ in first_before:
             touched[entity] = touched.get(entity, 0) + 1
         # limit + k rows hold every untouched row of the old window (at most k of its
         # rows were touched since), so the old window is rebuilt exactly.
-        result = self._run(txn, touched)
+        try:
+            result = self._run(txn, touched)
+        except QueryTooComplex:  # the k extra rows outgrew QUERY_MAX_BYTES: start afresh
+            return self._run(txn), None
         cursors = result.setdefault("$cursors", {})
         replay: list[Diff] = []
         for eq in self._query.entities:
