@@ -15,7 +15,8 @@ message over four times WS_MAX_MESSAGE_BYTES.
 
 Every message counts against WS_MESSAGE_RATE, whatever its type (`auth` and `pong`
 too, malformed ones and those before `auth`): over it, `error` RATE_LIMITED and the
-message is dropped; the socket stays open.
+message is dropped; the socket stays open, unless it has not authenticated yet: then
+it is closed with 4001, like a socket that sends anything but `auth` or `pong` first.
 
 Everything here runs on the IOLoop. Messages of one socket are handled one at a time
 in order (Tornado awaits `on_message`), except `mutate`, which waits for COMMIT in a
@@ -214,7 +215,15 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             self.send_api_error(Internal(), None)
 
     async def _handle(self, message: str | bytes) -> None:
-        self._take_token()  # every message, before any work on it
+        try:
+            self._take_token()  # every message, before any work on it
+        except RateLimited as exc:
+            if self.principal is not None:
+                raise
+            # Before auth only one message is any use: a socket that floods is closed.
+            self.send_api_error(exc, None)
+            self.close(CLOSE_AUTH, "Too many messages before auth")
+            return
         if isinstance(message, bytes):
             raise InvalidArgument("Binary messages are not supported; send JSON text")
         limit = self.ctx.settings.ws_max_message_bytes
