@@ -136,6 +136,23 @@ def test_connections_per_user_are_capped_and_come_back(server, anon):
     asyncio.run(go())
 
 
+def test_a_socket_closed_during_its_auth_gives_its_place_back(server, anon):
+    """A socket that closes while its token is being checked holds no place after."""
+    frank = signup(anon)
+
+    async def go():
+        for _ in range(4 * MAX_CONNECTIONS):
+            c = await WsClient.connect(server.url)
+            await c.send({"type": "auth", "token": frank.access})
+            c.close()
+        await asyncio.sleep(0.5)
+        socks = [await connect_when_free(server, frank.access) for _ in range(MAX_CONNECTIONS)]
+        for c in socks:
+            c.close()
+
+    asyncio.run(go())
+
+
 # -- live queries per user -----------------------------------------------------------
 
 
