@@ -1,6 +1,7 @@
 """ConnectionActor: one per WebSocket or SSE stream, on the IOLoop (a LoopActor).
 
-It holds what a connection has open (subscriptions, presence rooms); control requests
+It holds what a connection has open (subscriptions, presence rooms), and charges its
+user's share of them (actors.hub.UserLoad) for its life; control requests
 (subscribe, unsubscribe, presence) are asks to it, handled one at a time in order.
 Its outgoing data path is an `Outbox` that subscription and room actors call
 directly: they run on the same loop thread, so a frame to a socket that is not
@@ -10,8 +11,8 @@ wait for it: a slow socket must not hold up the computation every other socket s
 
 Flow control: while fewer than WS_BUFFER_SOFT bytes wait unsent, frames are written at
 once. Past it, q-diffs are kept per subscription and coalesced into one (carrying the
-last tx), presence changes per room and peer (actors.room.Held), until the socket drains; past
-WS_BUFFER_HARD the connection is closed with a reason. q-init and replies are never
+last tx), presence changes per room and peer (actors.room.Held), until the socket
+drains; past WS_BUFFER_HARD the connection is closed with a reason. q-init and replies are never
 held back, so a subscription's q-init always precedes its diffs.
 """
 

@@ -1,4 +1,5 @@
-"""The hub: every open WebSocket and SSE stream of this process, and their timers.
+"""The hub: every open WebSocket and SSE stream of this process, their timers, and
+each user's share of them (UserLoad).
 
 One periodic task each, on the IOLoop, rather than timers per connection: heartbeats
 (WebSocket pings, SSE comment lines), token expiry, and the check that open

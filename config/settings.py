@@ -367,7 +367,8 @@ FIELDS: tuple[Field, ...] = (
         "WS_MESSAGE_RATE",
         _int_range(1, 1_000_000),
         "100",
-        "messages per second one socket may send (bursts of twice that); more get RATE_LIMITED",
+        "messages per second one socket may send (bursts of twice that), every type counted "
+        "(`auth` and `pong` too); more get RATE_LIMITED",
     ),
     Field(
         "ws_max_subscriptions",
