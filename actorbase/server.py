@@ -24,7 +24,7 @@ import actorbase
 from actorbase.context import Context
 from actors.dispatcher import Dispatcher
 from actors.functions import FunctionPool
-from actors.hub import Hub
+from actors.hub import Hub, UserLoad
 from actors.periodic import every
 from actors.room import Rooms
 from actors.runtime import bind_loop
@@ -163,6 +163,7 @@ class Server:
             s.ws_ping_interval,
             s.sse_heartbeat,
             s.session_check_interval,
+            UserLoad(s.ws_max_connections_per_user, s.max_subscriptions_per_user),
         )
         hub.start()
         # The tables that only grow get their dead rows out.
@@ -177,7 +178,7 @@ class Server:
             auth=auth,
             blobs=blobs,
             dispatcher=dispatcher,
-            rooms=Rooms(s.presence_rate, s.fanout_turn),
+            rooms=Rooms(s.presence_rate, s.fanout_turn, s.presence_max_peers),
             hub=hub,
             stats=stats,
             app=app,

@@ -1,6 +1,7 @@
 """ConnectionActor: one per WebSocket or SSE stream, on the IOLoop (a LoopActor).
 
-It holds what a connection has open (subscriptions, presence rooms); control requests
+It holds what a connection has open (subscriptions, presence rooms), and charges its
+user's share of them (actors.hub.UserLoad) for its life; control requests
 (subscribe, unsubscribe, presence) are asks to it, handled one at a time in order.
 Its outgoing data path is an `Outbox` that subscription and room actors call
 directly: they run on the same loop thread, so a frame to a socket that is not
@@ -10,8 +11,8 @@ wait for it: a slow socket must not hold up the computation every other socket s
 
 Flow control: while fewer than WS_BUFFER_SOFT bytes wait unsent, frames are written at
 once. Past it, q-diffs are kept per subscription and coalesced into one (carrying the
-last tx), presence changes per room (latest wins), until the socket drains; past
-WS_BUFFER_HARD the connection is closed with a reason. q-init and replies are never
+last tx), presence changes per room and peer (actors.room.Held), until the socket
+drains; past WS_BUFFER_HARD the connection is closed with a reason. q-init and replies are never
 held back, so a subscription's q-init always precedes its diffs.
 """
 
@@ -25,7 +26,8 @@ from typing import Any, Protocol
 
 from actorbase.errors import InvalidArgument, NotFound
 from actors.dispatcher import Dispatcher
-from actors.room import PresenceChange, Rooms
+from actors.hub import UserLoad
+from actors.room import Held, PresenceChange, Rooms
 from actors.runtime import LoopActor
 from actors.subscription import Frame, Member, diff_frame
 from store.principal import Principal
@@ -155,7 +157,7 @@ class Outbox:
         self.rooms: dict[str, None] = {}
         # Held back while the socket is backed up, in arrival order of their first frame.
         self._pending: dict[tuple[str, str | None], tuple[Member, Frame]] = {}
-        self._pending_presence: dict[str, PresenceChange] = {}
+        self._pending_presence: dict[str, Held] = {}
         self._closed = False
         self._on_error = on_error  # a member whose live query failed (its error frame is sent)
 
@@ -189,11 +191,15 @@ class Outbox:
         self._write(self._encoded(member, frame))
 
     def presence_change(self, change: PresenceChange) -> None:
-        """Send a room's peers (from its RoomActor), unless this connection left it."""
+        """Send a room's snapshot or deltas (from its RoomActor), unless this
+        connection left it."""
         if self._closed or change.room not in self.rooms:
             return
         if self._pending_presence or self._backed_up():
-            self._pending_presence[change.room] = change  # latest wins
+            held = self._pending_presence.get(change.room)
+            if held is None:
+                held = self._pending_presence[change.room] = Held()
+            held.add(change)
             self._await_drain()
             return
         self._write(self._encoded_change(change))
@@ -210,7 +216,8 @@ class Outbox:
     def _encoded_change(self, change: PresenceChange) -> bytes:
         data = change.wire.get(self._transport)
         if data is None:
-            data = change.wire[self._transport] = self._socket.encode(change.text)
+            encode = self._socket.encode
+            data = change.wire[self._transport] = b"".join(encode(t) for t in change.texts())
         return data
 
     def _backed_up(self) -> bool:
@@ -236,9 +243,13 @@ class Outbox:
         for member, frame in pending.values():
             if self.subs.get(member.sub_id) is member and frame.diff:
                 self._write(self._encoded(member, frame))
-        for room, change in presence.items():
+        for room, held in presence.items():
             if room in self.rooms:
-                self._write(self._encoded_change(change))
+                for message in held.messages():
+                    if isinstance(message, PresenceChange):
+                        self._write(self._encoded_change(message))
+                    else:
+                        self._write(self._socket.encode(message.text))
 
     def _write(self, data: bytes) -> None:
         self._socket.send_bytes(data)
@@ -262,7 +273,13 @@ class ConnectionActor(LoopActor):
         max_rooms: int,
         soft_limit: int,
         hard_limit: int,
+        users: UserLoad,
     ) -> None:
+        """ResourceExceeded (and no actor) if the user has all the connections allowed."""
+        # Charged for the actor's whole life; the admin token is not counted.
+        self._user = None if principal.is_admin else principal.user_id
+        users.connect(self._user)
+        self._users = users
         super().__init__()
         self._conn_id = conn_id
         self._principal = principal
@@ -270,7 +287,7 @@ class ConnectionActor(LoopActor):
         self._rooms = rooms
         self._max_subscriptions = max_subscriptions
         self._max_rooms = max_rooms
-        self.outbox = Outbox(socket, soft_limit, hard_limit, dispatcher.leave)
+        self.outbox = Outbox(socket, soft_limit, hard_limit, self._failed)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Subscribe):
@@ -280,6 +297,7 @@ class ConnectionActor(LoopActor):
             if member is None:
                 raise NotFound(f"No subscription {message.sub_id!r}")
             self._dispatcher.leave(member)
+            self._users.unsubscribe(self._user)
         elif isinstance(message, PresenceOp):
             self._presence(message)
         return None
@@ -290,10 +308,17 @@ class ConnectionActor(LoopActor):
         outbox.close()
         for member in outbox.subs.values():
             self._dispatcher.leave(member)
+        self._users.unsubscribe(self._user, len(outbox.subs))
         outbox.subs.clear()
         for room in outbox.rooms:
             self._rooms.leave(room, self._conn_id)
         outbox.rooms.clear()
+        self._users.disconnect(self._user)
+
+    def _failed(self, member: Member) -> None:
+        """A live query failed (its error frame is sent): it no longer counts."""
+        self._dispatcher.leave(member)
+        self._users.unsubscribe(self._user)
 
     def _subscribe(self, message: Subscribe) -> None:
         subs = self.outbox.subs
@@ -303,6 +328,7 @@ class ConnectionActor(LoopActor):
             raise InvalidArgument(
                 f"Too many subscriptions on this connection (at most {self._max_subscriptions})"
             )
+        self._users.subscribe(self._user)
         member = Member(self.outbox, message.sub_id, message.id_json)
         subs[message.sub_id] = member
         self._dispatcher.join(
@@ -318,10 +344,11 @@ class ConnectionActor(LoopActor):
                 return
             if len(rooms) >= self._max_rooms:
                 raise InvalidArgument(f"Too many presence rooms (at most {self._max_rooms})")
-            rooms[room] = None
+            # Raises if the room is full; ours before its snapshot can come (a tell).
             self._rooms.enter(
                 room, self._conn_id, self._principal.user_id, message.data, self.outbox
             )
+            rooms[room] = None
             return
         if room not in rooms:
             raise NotFound(f"Not in presence room {room!r}")

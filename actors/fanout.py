@@ -70,6 +70,14 @@ class FanOut(Generic[T]):
         self._queue = None
         self.send(targets, deliver)
 
+    def then(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` once everything handed over before has reached its members
+        (at once if nothing waits), so an actor can hold back its next frame until then."""
+        if not self._queue:
+            callback()
+            return
+        self._queue.append(_Job((None,), lambda _: callback()))  # type: ignore[arg-type]
+
     def cancel(self) -> None:
         """Hand over nothing more (the actor stopped)."""
         self._queue = None

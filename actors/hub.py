@@ -1,4 +1,5 @@
-"""The hub: every open WebSocket and SSE stream of this process, and their timers.
+"""The hub: every open WebSocket and SSE stream of this process, their timers, and
+each user's share of them (UserLoad).
 
 One periodic task each, on the IOLoop, rather than timers per connection: heartbeats
 (WebSocket pings, SSE comment lines), token expiry, and the check that open
@@ -23,6 +24,7 @@ import time
 from collections.abc import Iterator
 from typing import Protocol
 
+from actorbase.errors import ResourceExceeded
 from actors.periodic import every
 from store.accounts import Accounts
 from store.base import now_ms
@@ -35,6 +37,9 @@ CLOSE_AUTH = 4001
 
 CLOSE_HEARTBEAT = 4002
 """No pong within a ping interval."""
+
+CLOSE_TOO_MANY = 4029
+"""Over WS_MAX_CONNECTIONS_PER_USER: the `auth` that would open one more is refused."""
 
 CLOSE_GOING_AWAY = 1001
 """The server is stopping."""
@@ -76,8 +81,10 @@ class Hub:
         ping_interval: float,
         sse_heartbeat: float,
         session_check_interval: float,
+        users: UserLoad,
     ) -> None:
         self._reads = reads
+        self.users = users
         self._accounts = accounts
         self._intervals = (ping_interval, sse_heartbeat, session_check_interval)
         self.websockets = Staggered(_steps(ping_interval))
@@ -133,6 +140,62 @@ class Hub:
             return
         for conn in [c for c in self._all() if c.session_id in ended]:
             conn.close_for(CLOSE_AUTH, "Session revoked")
+
+
+class UserLoad:
+    """Each user's open connections (WebSockets and SSE streams) and live queries on
+    this process, held to WS_MAX_CONNECTIONS_PER_USER and MAX_SUBSCRIPTIONS_PER_USER so
+    no one user holds unbounded sockets or re-read work. The admin token is not counted
+    (its key is None). Charged and released by actors.connection.ConnectionActor, for
+    its whole life. Loop thread only."""
+
+    __slots__ = ("_connections", "_max_connections", "_max_subscriptions", "_subscriptions")
+
+    def __init__(self, max_connections: int, max_subscriptions: int) -> None:
+        self._max_connections = max_connections
+        self._max_subscriptions = max_subscriptions
+        self._connections: dict[str, int] = {}
+        self._subscriptions: dict[str, int] = {}
+
+    def connect(self, user: str | None) -> None:
+        """One more connection of `user`; ResourceExceeded over the cap."""
+        if user is None:
+            return
+        n = self._connections.get(user, 0)
+        if n >= self._max_connections:
+            raise ResourceExceeded(
+                f"Too many connections for this user (at most {self._max_connections} "
+                "WebSockets and SSE streams)"
+            )
+        self._connections[user] = n + 1
+
+    def disconnect(self, user: str | None) -> None:
+        _release(self._connections, user, 1)
+
+    def subscribe(self, user: str | None) -> None:
+        """One more live query of `user`; ResourceExceeded over the cap."""
+        if user is None:
+            return
+        n = self._subscriptions.get(user, 0)
+        if n >= self._max_subscriptions:
+            raise ResourceExceeded(
+                f"Too many live queries for this user (at most {self._max_subscriptions} "
+                "over all their connections)"
+            )
+        self._subscriptions[user] = n + 1
+
+    def unsubscribe(self, user: str | None, count: int = 1) -> None:
+        _release(self._subscriptions, user, count)
+
+
+def _release(counts: dict[str, int], user: str | None, count: int) -> None:
+    if user is None or count <= 0:
+        return
+    left = counts.get(user, 0) - count
+    if left > 0:
+        counts[user] = left
+    else:
+        counts.pop(user, None)  # a user with nothing open costs no entry
 
 
 class Staggered:

@@ -375,7 +375,8 @@ FIELDS: tuple[Field, ...] = (
         "WS_MESSAGE_RATE",
         _int_range(1, 1_000_000),
         "100",
-        "messages per second one socket may send (bursts of twice that); more get RATE_LIMITED",
+        "messages per second one socket may send (bursts of twice that), every type counted "
+        "(`auth` and `pong` too); more get RATE_LIMITED",
     ),
     Field(
         "ws_max_subscriptions",
@@ -383,6 +384,23 @@ FIELDS: tuple[Field, ...] = (
         _int_range(1, 100_000),
         "100",
         "live queries one WebSocket may hold",
+    ),
+    Field(
+        "ws_max_connections_per_user",
+        "WS_MAX_CONNECTIONS_PER_USER",
+        _int_range(1, 1_000_000),
+        "50",
+        "WebSockets and SSE streams one user may hold open on this process (not the admin "
+        "token); the auth of one more gets auth-error and close 4029, an SSE stream 400 "
+        "RESOURCE_EXCEEDED",
+    ),
+    Field(
+        "max_subscriptions_per_user",
+        "MAX_SUBSCRIPTIONS_PER_USER",
+        _int_range(1, 10_000_000),
+        "500",
+        "live queries one user may hold on this process over all their WebSockets and SSE "
+        "streams (not the admin token); more get RESOURCE_EXCEEDED",
     ),
     Field(
         "ws_buffer_soft",
@@ -432,6 +450,13 @@ FIELDS: tuple[Field, ...] = (
         _int_range(1, 10_000),
         "20",
         "presence rooms one socket may be in",
+    ),
+    Field(
+        "presence_max_peers",
+        "PRESENCE_MAX_PEERS",
+        _int_range(1, 1_000_000),
+        "1000",
+        "peers one presence room may hold; entering a full one gets RESOURCE_EXCEEDED",
     ),
     Field(
         "presence_rate",
@@ -533,6 +558,8 @@ class Settings:
     ws_max_message_bytes: int
     ws_message_rate: int
     ws_max_subscriptions: int
+    ws_max_connections_per_user: int
+    max_subscriptions_per_user: int
     ws_buffer_soft: int
     ws_buffer_hard: int
     sweep_interval: float
@@ -540,6 +567,7 @@ class Settings:
     sse_heartbeat: float
     presence_max_bytes: int
     presence_max_rooms: int
+    presence_max_peers: int
     presence_rate: float
     fanout_turn: float
     app: str | None

@@ -11,7 +11,11 @@ browser history, so prefer the header. A reconnect sending `Last-Event-ID: <tx>`
 resumes: the changes since that tx are replayed from the ab_tx log as one q-diff
 (flat queries), else the stream starts over with a fresh q-init. The stream ends when
 the token expires or its session is revoked (`event: close`), or the server stops.
-An open stream counts as an in-flight HTTP request in /api/admin/health.
+An open stream counts as an in-flight HTTP request in /api/admin/health, and as one
+of its user's WS_MAX_CONNECTIONS_PER_USER connections and MAX_SUBSCRIPTIONS_PER_USER
+live queries: a stream over either cap is refused with 400 RESOURCE_EXCEEDED before
+it starts (not 429: waiting does not help; the user must close another stream or
+socket first, and EventSource gives up on either status rather than retrying).
 """
 
 from __future__ import annotations
@@ -58,8 +62,9 @@ class SubscribeHandler(ApiHandler):
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
-        self.flush()
         s = ctx.settings
+        # Both raise ResourceExceeded over the user's caps before a byte is sent, so the
+        # error is a plain JSON 400 (an error clears the stream's headers).
         conn = ConnectionActor.start(
             self,
             "conn-" + uuid.uuid4().hex[:16],
@@ -70,10 +75,12 @@ class SubscribeHandler(ApiHandler):
             0,
             s.ws_buffer_soft,
             s.ws_buffer_hard,
+            ctx.hub.users,
         )
         ctx.hub.streams.add(self)
         try:
             await ask(conn, Subscribe(SUB_ID, dumps(SUB_ID), query, normalized, resume_from))
+            self.flush()  # the headers, if the q-init has not sent them already
             await self._done.wait()
         finally:
             ctx.hub.streams.discard(self)

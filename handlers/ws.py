@@ -9,8 +9,14 @@ every message that is malformed, unknown, over a limit or fails.
 
 Close codes: 4001 authentication failed, expired (no fresh `auth` in time), never
 came, or the session was revoked; 4002 no `pong` within a ping interval; 4008 a slow
-consumer past WS_BUFFER_HARD; 1001 the server is stopping; 1009 (Tornado) a message
-over four times WS_MAX_MESSAGE_BYTES.
+consumer past WS_BUFFER_HARD; 4029 the user already has WS_MAX_CONNECTIONS_PER_USER
+connections open (after `auth-error`); 1001 the server is stopping; 1009 (Tornado) a
+message over four times WS_MAX_MESSAGE_BYTES.
+
+Every message counts against WS_MESSAGE_RATE, whatever its type (`auth` and `pong`
+too, malformed ones and those before `auth`): over it, `error` RATE_LIMITED and the
+message is dropped; the socket stays open, unless it has not authenticated yet: then
+it is closed with 4001, like a socket that sends anything but `auth` or `pong` first.
 
 Everything here runs on the IOLoop. Messages of one socket are handled one at a time
 in order (Tornado awaits `on_message`), except `mutate`, which waits for COMMIT in a
@@ -39,11 +45,12 @@ from actorbase.errors import (
     InvalidArgument,
     PayloadTooLarge,
     RateLimited,
+    ResourceExceeded,
     Unauthenticated,
 )
 from actors.bridge import ask
 from actors.connection import ConnectionActor, PresenceOp, Subscribe, Unsent, Unsubscribe
-from actors.hub import CLOSE_AUTH, CLOSE_HEARTBEAT
+from actors.hub import CLOSE_AUTH, CLOSE_HEARTBEAT, CLOSE_TOO_MANY
 from actors.room import ROOM_RE
 from actors.transactor import submit
 from handlers import jsonwire
@@ -208,6 +215,15 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             self.send_api_error(Internal(), None)
 
     async def _handle(self, message: str | bytes) -> None:
+        try:
+            self._take_token()  # every message, before any work on it
+        except RateLimited as exc:
+            if self.principal is not None:
+                raise
+            # Before auth only one message is any use: a socket that floods is closed.
+            self.send_api_error(exc, None)
+            self.close(CLOSE_AUTH, "Too many messages before auth")
+            return
         if isinstance(message, bytes):
             raise InvalidArgument("Binary messages are not supported; send JSON text")
         limit = self.ctx.settings.ws_max_message_bytes
@@ -234,7 +250,6 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         if self.principal is None:
             self._refuse(f"Send auth before {kind!r}")
             return
-        self._take_token()
         handler = self._handlers.get(kind)
         if handler is None:
             raise InvalidArgument(f"Unknown message type {kind!r}")
@@ -273,21 +288,27 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         self.expires_at = token_expiry(token, principal)
         self.session_id = principal.session_id
         if self.principal is None:
-            self.principal = principal
             ctx = self.ctx
-            assert ctx.dispatcher is not None and ctx.rooms is not None
+            assert ctx.dispatcher is not None and ctx.rooms is not None and ctx.hub is not None
             s = ctx.settings
-            self._conn = ConnectionActor.start(
-                self,
-                "conn-" + uuid.uuid4().hex[:16],
-                principal,
-                ctx.dispatcher,
-                ctx.rooms,
-                s.ws_max_subscriptions,
-                s.presence_max_rooms,
-                s.ws_buffer_soft,
-                s.ws_buffer_hard,
-            )
+            try:
+                self._conn = ConnectionActor.start(
+                    self,
+                    "conn-" + uuid.uuid4().hex[:16],
+                    principal,
+                    ctx.dispatcher,
+                    ctx.rooms,
+                    s.ws_max_subscriptions,
+                    s.presence_max_rooms,
+                    s.ws_buffer_soft,
+                    s.ws_buffer_hard,
+                    ctx.hub.users,
+                )
+            except ResourceExceeded as exc:  # WS_MAX_CONNECTIONS_PER_USER
+                self.send({"type": "auth-error", "message": exc.message})
+                self.close(CLOSE_TOO_MANY, exc.message[:120])
+                return
+            self.principal = principal
         self.send({"type": "auth-ok", "userId": principal.user_id})
 
     async def _subscribe(self, msg: dict[str, Any]) -> None:

@@ -97,6 +97,18 @@ class WsClient:
         self.ws.close()
 
 
+def apply_presence(peers: dict[str, dict[str, Any]], message: dict[str, Any]) -> None:
+    """Apply one `presence-change` to `peers` (peer id -> peer) as a client does: a
+    snapshot replaces them all, `join` and `update` set one peer, `leave` removes it."""
+    if "peers" in message:
+        peers.clear()
+        peers.update((p["id"], p) for p in message["peers"])
+    elif message["event"] == "leave":
+        peers.pop(message["peer"]["id"], None)
+    else:
+        peers[message["peer"]["id"]] = message["peer"]
+
+
 class RawWs:
     """A blocking WebSocket on a socket with a tiny receive buffer, so that the server
     sees a slow consumer while the test does not read."""

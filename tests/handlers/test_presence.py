@@ -26,7 +26,16 @@ def peers_of(server, name: str, token: str = ADMIN_TOKEN) -> dict:
     return r.json()
 
 
+def delta(change: dict) -> tuple[str, str, dict]:
+    """(event, userId, data) of a delta, which carries only the one peer."""
+    assert set(change) == {"type", "room", "event", "peer"}, change
+    assert set(change["peer"]) == {"id", "userId", "data"}
+    return change["event"], change["peer"]["userId"], change["peer"]["data"]
+
+
 def test_enter_update_leave_disconnect(server, anon):
+    """The socket that enters gets the room as a snapshot; every other member gets only
+    that peer's join, each update, and its leave (with its last data)."""
     name = room()
     alice, bob = signup(anon), signup(anon)
 
@@ -37,30 +46,42 @@ def test_enter_update_leave_disconnect(server, anon):
         change = await a.expect("presence-change", room=name)
         assert [(p["userId"], p["data"]) for p in change["peers"]] == [(alice.id, {"name": "A"})]
         await b.send({"type": "presence-enter", "room": name, "data": {"name": "B"}})
-        for c in (a, b):
-            change = await c.expect("presence-change", room=name)
-            if len(change["peers"]) == 1:
-                change = await c.expect("presence-change", room=name)
-            assert {p["data"]["name"] for p in change["peers"]} == {"A", "B"}
+        snapshot = await b.expect("presence-change", room=name)
+        assert {(p["userId"], p["data"]["name"]) for p in snapshot["peers"]} == {
+            (alice.id, "A"),
+            (bob.id, "B"),
+        }
+        b_id = next(p["id"] for p in snapshot["peers"] if p["userId"] == bob.id)
+        change = await a.expect("presence-change", room=name)
+        assert delta(change) == ("join", bob.id, {"name": "B"}) and change["peer"]["id"] == b_id
         view = await asyncio.to_thread(peers_of, server, name, bob.access)
         assert view["room"] == name and {p["data"]["name"] for p in view["peers"]} == {"A", "B"}
         assert all(set(p) >= {"id", "data"} for p in view["peers"])
 
         await b.send({"type": "presence-update", "room": name, "data": {"name": "B2"}})
-        change = await a.expect("presence-change", room=name)
-        assert {p["data"]["name"] for p in change["peers"]} == {"A", "B2"}
+        for c in (a, b):  # the sender hears its own update too
+            assert delta(await c.expect("presence-change", room=name)) == (
+                "update",
+                bob.id,
+                {"name": "B2"},
+            )
 
         await b.send({"type": "presence-leave", "room": name})
         change = await a.expect("presence-change", room=name)
-        assert [p["userId"] for p in change["peers"]] == [alice.id]
+        assert delta(change) == ("leave", bob.id, {"name": "B2"}) and change["peer"]["id"] == b_id
         await b.send({"type": "presence-update", "room": name, "data": {}})
         assert (await b.expect("error"))["error"]["code"] == "NOT_FOUND"
+        assert [m for m in await b.quiet(0.2) if m["type"] == "presence-change"] == []
 
         await b.send({"type": "presence-enter", "room": name, "data": {"name": "B3"}})
-        await a.expect("presence-change", room=name)
+        assert len((await b.expect("presence-change", room=name))["peers"]) == 2
+        assert delta(await a.expect("presence-change", room=name))[0] == "join"
         b.close()  # a socket that closes leaves all its rooms
-        change = await a.expect("presence-change", room=name)
-        assert [p["userId"] for p in change["peers"]] == [alice.id]
+        assert delta(await a.expect("presence-change", room=name)) == (
+            "leave",
+            bob.id,
+            {"name": "B3"},
+        )
         a.close()
         await asyncio.sleep(0.2)
         assert (await asyncio.to_thread(peers_of, server, name))["peers"] == []
@@ -89,7 +110,8 @@ def test_limits_and_validation(make_server, backend):
             await c.send({"type": "presence-update", "room": "r1", "data": {"i": i}})
         changes = [m for m in await c.quiet(1.5) if m["type"] == "presence-change"]
         assert 1 <= len(changes) < 10
-        assert changes[-1]["peers"][0]["data"] == {"i": 9}
+        assert {m["event"] for m in changes} == {"update"}
+        assert changes[-1]["peer"]["data"] == {"i": 9}
         c.close()
 
     asyncio.run(go())
