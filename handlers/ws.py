@@ -42,7 +42,14 @@ from actorbase.errors import (
     Unauthenticated,
 )
 from actors.bridge import ask
-from actors.connection import ConnectionActor, PresenceOp, Subscribe, Unsent, Unsubscribe
+from actors.connection import (
+    ConnectionActor,
+    PresenceOp,
+    Reauth,
+    Subscribe,
+    Unsent,
+    Unsubscribe,
+)
 from actors.hub import CLOSE_AUTH, CLOSE_HEARTBEAT
 from actors.room import ROOM_RE
 from actors.transactor import submit
@@ -272,7 +279,16 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         # A fresh token extends the connection past the old token's expiry.
         self.expires_at = token_expiry(token, principal)
         self.session_id = principal.session_id
-        if self.principal is None:
+        if self.principal is not None:
+            # The new token's role and claims (an admin may have changed them) govern
+            # everything from here: mutations and presence checks read self.principal,
+            # and the connection re-checks what is open.
+            changed = principal != self.principal
+            self.principal = principal
+            if changed:
+                for exc in await ask(self._conn, Reauth(principal)):
+                    self.send_api_error(exc, None)
+        else:
             self.principal = principal
             ctx = self.ctx
             assert ctx.dispatcher is not None and ctx.rooms is not None
