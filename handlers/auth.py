@@ -54,6 +54,12 @@ class AuthHandler(ApiHandler):
     def device(self) -> str:
         return device_label(self.request.headers.get("User-Agent"))
 
+    def set_default_headers(self) -> None:
+        # Tokens, MFA secrets and recovery codes must not be kept by any cache.
+        super().set_default_headers()
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Pragma", "no-cache")
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, AccountLocked):
@@ -316,4 +322,5 @@ class JwksHandler(AuthHandler):
 
     async def get(self) -> None:
         self.set_header("Cache-Control", "public, max-age=300")
+        self.clear_header("Pragma")
         self.send(self.auth.jwks())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+import unicodedata
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -55,9 +56,11 @@ class Tokens:
 
 
 def email_arg(value: Any, *, strict: bool) -> str:
-    """An email from a request; `strict` (sign-up) also checks its form."""
+    """An email from a request, NFKC-normalized (so a fullwidth or otherwise compatible
+    spelling is the same account); `strict` (sign-up) also checks its form."""
     if not isinstance(value, str) or not value:
         raise InvalidArgument("email: must be a non-empty string")
+    value = unicodedata.normalize("NFKC", value)
     if len(value) > MAX_EMAIL or (strict and not _EMAIL_RE.match(value)):
         raise InvalidArgument("email: is not a valid email address")
     return value
