@@ -1,7 +1,8 @@
 """The WebSocket protocol at /ws, in one place (the seed's "WebSocket" section).
 
-Client messages: `auth` (first, and again with a fresh token before the old one
-expires), `subscribe`, `unsubscribe`, `mutate`, `pong`, `presence-enter`,
+Client messages: `auth` (first, and again with a fresh token of the same user before
+the old one expires; its role and claims then govern everything the socket has open,
+see actors.connection.Reauth), `subscribe`, `unsubscribe`, `mutate`, `pong`, `presence-enter`,
 `presence-update`, `presence-leave`. Server messages: `auth-ok`, `auth-error`,
 `q-init`, `q-diff`, `mutate-ok`, `mutate-error`, `unsubscribe-ok`, `ping`,
 `presence-change`, and `error` (`{type, error: {code, message, status}, id?}`) for
