@@ -24,12 +24,13 @@ import functools
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from actorbase.errors import InvalidArgument, NotFound
+from actorbase.errors import ApiError, InvalidArgument, NotFound
 from actors.dispatcher import Dispatcher
 from actors.hub import UserLoad
 from actors.room import Held, PresenceChange, Rooms
 from actors.runtime import LoopActor
-from actors.subscription import Frame, Member, diff_frame
+from actors.subscription import Frame, Member, diff_frame, error_frame, principal_key
+from store import permissions
 from store.principal import Principal
 from store.query.ast import Query
 from store.query.live import compose
@@ -108,6 +109,17 @@ class Unsubscribe:
     """Ask: close subscription `sub_id` (NotFound if there is none)."""
 
     sub_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reauth:
+    """Ask: the connection now speaks for `principal` (the same user, from a fresh
+    token; role and claims may have changed). Every live query is re-checked under it
+    and, if its permission context changed, moved to that context's computation (a
+    fresh q-init), or ended with an `error` for its id if it is no longer allowed;
+    rooms it may no longer enter are left. Returns the errors naming those rooms."""
+
+    principal: Principal
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -300,6 +312,8 @@ class ConnectionActor(LoopActor):
             self._users.unsubscribe(self._user)
         elif isinstance(message, PresenceOp):
             self._presence(message)
+        elif isinstance(message, Reauth):
+            return self._reauth(message.principal)
         return None
 
     def on_stop(self) -> None:
@@ -329,11 +343,41 @@ class ConnectionActor(LoopActor):
                 f"Too many subscriptions on this connection (at most {self._max_subscriptions})"
             )
         self._users.subscribe(self._user)
-        member = Member(self.outbox, message.sub_id, message.id_json)
+        member = Member(
+            self.outbox, message.sub_id, message.id_json, message.query, message.normalized
+        )
         subs[message.sub_id] = member
         self._dispatcher.join(
             member, message.query, message.normalized, self._principal, message.resume_from
         )
+
+    def _reauth(self, principal: Principal) -> list[ApiError]:
+        old, self._principal = self._principal, principal
+        if principal_key(principal) == principal_key(old):
+            return []  # the same rows, fields and rooms: nothing to re-check
+        outbox = self.outbox
+        for sub_id, member in list(outbox.subs.items()):
+            assert member.query is not None
+            try:
+                permissions.check_query(principal, member.query)
+            except ApiError as exc:
+                outbox.deliver(member, error_frame(exc))  # ends it: the error, then leave
+                continue
+            # A new member: frames still on their way from the old computation are dropped.
+            outbox.drop(sub_id)
+            self._dispatcher.leave(member)
+            moved = Member(outbox, sub_id, member.id_json, member.query, member.normalized)
+            outbox.subs[sub_id] = moved
+            self._dispatcher.join(moved, member.query, member.normalized, principal)
+        denied = []
+        for room in list(outbox.rooms):
+            try:
+                permissions.check_room(principal, room)
+            except ApiError as exc:
+                outbox.leave_room(room)
+                self._rooms.leave(room, self._conn_id)
+                denied.append(exc)
+        return denied
 
     def _presence(self, message: PresenceOp) -> None:
         room = message.room

@@ -98,11 +98,15 @@ class Sink(Protocol):
 
 @dataclasses.dataclass(eq=False, slots=True)
 class Member:
-    """One client subscription: its connection's sink and its id (JSON pre-encoded)."""
+    """One client subscription: its connection's sink and its id (JSON pre-encoded).
+    `query` and `normalized` are what it asked, kept so a re-`auth` can re-check it
+    and move it to the computation of the new permission context."""
 
     sink: Sink
     sub_id: str
     id_json: str
+    query: Query | None = None
+    normalized: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -54,6 +54,12 @@ class AuthHandler(ApiHandler):
     def device(self) -> str:
         return device_label(self.request.headers.get("User-Agent"))
 
+    def set_default_headers(self) -> None:
+        # Tokens, MFA secrets and recovery codes must not be kept by any cache.
+        super().set_default_headers()
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Pragma", "no-cache")
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, AccountLocked):
@@ -62,7 +68,8 @@ class AuthHandler(ApiHandler):
         super().write_error(status_code, **kwargs)
 
 
-_CODE = obj(("code",), code=STRING)
+_PASSWORD = obj(("password",), password=STRING)
+_CODE = obj(("code", "password"), code=STRING, password=STRING)
 _MFA_REQUIRED = obj(("mfaRequired", "mfaToken"), mfaRequired={"const": True}, mfaToken=STRING)
 
 
@@ -140,18 +147,22 @@ class MfaEnrollHandler(AuthHandler):
             "Start TOTP enrollment",
             "auth",
             {200: obj(("secret", "otpauthUrl"), secret=STRING, otpauthUrl=STRING)},
+            body=_PASSWORD,
         )
     }
 
     async def post(self) -> None:
-        secret, url = await self.auth.enroll_mfa(self.user())
+        principal = self.user()
+        password = self.json_object().get("password")
+        secret, url = await self.auth.enroll_mfa(principal, password)
         self.send({"secret": secret, "otpauthUrl": url})
 
 
 class MfaEnableHandler(AuthHandler):
     openapi = {
         "post": operation(
-            "Turn MFA on with a first code; returns recovery codes",
+            "Turn MFA on with a first code and the password; returns recovery codes and "
+            "ends the other sessions",
             "auth",
             {
                 200: obj(
@@ -166,14 +177,15 @@ class MfaEnableHandler(AuthHandler):
 
     async def post(self) -> None:
         principal = self.user()
-        codes = await self.auth.enable_mfa(principal, self.json_object().get("code"))
+        body = self.json_object()
+        codes = await self.auth.enable_mfa(principal, body.get("code"), body.get("password"))
         self.send({"mfaEnabled": True, "recoveryCodes": codes})
 
 
 class MfaDisableHandler(AuthHandler):
     openapi = {
         "post": operation(
-            "Turn MFA off with a code",
+            "Turn MFA off with a code and the password",
             "auth",
             {200: obj(("mfaEnabled",), mfaEnabled={"const": False})},
             body=_CODE,
@@ -182,7 +194,8 @@ class MfaDisableHandler(AuthHandler):
 
     async def post(self) -> None:
         principal = self.user()
-        await self.auth.disable_mfa(principal, self.json_object().get("code"))
+        body = self.json_object()
+        await self.auth.disable_mfa(principal, body.get("code"), body.get("password"))
         self.send({"mfaEnabled": False})
 
 
@@ -309,4 +322,5 @@ class JwksHandler(AuthHandler):
 
     async def get(self) -> None:
         self.set_header("Cache-Control", "public, max-age=300")
+        self.clear_header("Pragma")
         self.send(self.auth.jwks())

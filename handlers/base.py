@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
+import unicodedata
 from typing import Any, ClassVar
 
 import tornado.web
@@ -25,7 +26,7 @@ from actorbase.errors import (
     RateLimited,
     Unauthenticated,
 )
-from handlers import cors, jsonwire
+from handlers import accesslog, cors, jsonwire
 from handlers.ratelimit import POLICIES, Verdict
 from store.principal import ADMIN, Principal
 
@@ -99,10 +100,16 @@ class ApiHandler(tornado.web.RequestHandler):
             value = self.json_body().get(field)
         except (InvalidArgument, AttributeError):
             return None
-        return f"{field}:{value.strip().lower()[:320]}" if isinstance(value, str) else None
+        if not isinstance(value, str):
+            return None
+        # As the accounts service reads an email: NFKC, then lowercase.
+        return f"{field}:{unicodedata.normalize('NFKC', value).strip().lower()[:320]}"
 
     def set_default_headers(self) -> None:
-        """Rate-limit and CORS headers survive `send_error`, which clears the others."""
+        """Rate-limit, CORS and nosniff headers survive `send_error`, which clears the
+        others."""
+        # Every body here is JSON (or an event stream): never let a browser guess HTML.
+        self.set_header("X-Content-Type-Options", "nosniff")
         self._cors_headers()
         verdict: Verdict | None = getattr(self, "_verdict", None)
         if verdict is None:
@@ -221,6 +228,9 @@ class ApiHandler(tornado.web.RequestHandler):
         self.set_status(exc.status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(ujson.dumps(exc.to_wire(), ensure_ascii=False, escape_forward_slashes=False))
+
+    def _request_summary(self) -> str:
+        return accesslog.summary(self.request)  # no ?token= in error logs either
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, ApiError) and not isinstance(value, Internal):

@@ -84,12 +84,14 @@ class RateLimiter:
 POLICIES: dict[str, tuple[tuple[str, str], ...]] = {
     "api": (("api", "caller"),),
     "auth": (("auth_ip", "ip"), ("auth_email", "email")),
-    "mfa": (("mfa", "mfaToken"),),
+    "mfa": (("mfa", "mfaToken"), ("auth_ip", "ip")),
     "upload": (("upload", "caller"),),
 }
 """Each handler's `rate_policy` → the named buckets it spends, each keyed by: `caller`
 (the user, the admin, else the IP), `ip`, or a field of the JSON body (`email`,
-lowercased, and `mfaToken`; a request without it spends only its other buckets)."""
+lowercased, and `mfaToken`; a request without it spends only its other buckets). MFA
+verify spends the address's sign-in budget too: one address guessing codes across
+many mfaTokens is bounded."""
 
 
 class RateLimits:

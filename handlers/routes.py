@@ -5,6 +5,7 @@ from __future__ import annotations
 import tornado.web
 
 from actorbase.context import Context
+from handlers.accesslog import log_request
 from handlers.admin import SchemaHandler, StatsHandler
 from handlers.admin_users import AdminUserHandler, AdminUsersHandler
 from handlers.auth import (
@@ -83,4 +84,5 @@ def make_app(ctx: Context) -> tornado.web.Application:
         default_handler_args=deps,
         compress_response=False,
         xheaders=False,
+        log_function=log_request,  # redacts ?token= (SSE) from the access log
     )

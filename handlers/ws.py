@@ -1,7 +1,8 @@
 """The WebSocket protocol at /ws, in one place (the seed's "WebSocket" section).
 
-Client messages: `auth` (first, and again with a fresh token before the old one
-expires), `subscribe`, `unsubscribe`, `mutate`, `pong`, `presence-enter`,
+Client messages: `auth` (first, and again with a fresh token of the same user before
+the old one expires; its role and claims then govern everything the socket has open,
+see actors.connection.Reauth), `subscribe`, `unsubscribe`, `mutate`, `pong`, `presence-enter`,
 `presence-update`, `presence-leave`. Server messages: `auth-ok`, `auth-error`,
 `q-init`, `q-diff`, `mutate-ok`, `mutate-error`, `unsubscribe-ok`, `ping`,
 `presence-change`, and `error` (`{type, error: {code, message, status}, id?}`) for
@@ -49,7 +50,14 @@ from actorbase.errors import (
     Unauthenticated,
 )
 from actors.bridge import ask
-from actors.connection import ConnectionActor, PresenceOp, Subscribe, Unsent, Unsubscribe
+from actors.connection import (
+    ConnectionActor,
+    PresenceOp,
+    Reauth,
+    Subscribe,
+    Unsent,
+    Unsubscribe,
+)
 from actors.hub import CLOSE_AUTH, CLOSE_HEARTBEAT, CLOSE_TOO_MANY
 from actors.room import ROOM_RE
 from actors.transactor import submit
@@ -287,7 +295,16 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         # A fresh token extends the connection past the old token's expiry.
         self.expires_at = token_expiry(token, principal)
         self.session_id = principal.session_id
-        if self.principal is None:
+        if self.principal is not None:
+            # The new token's role and claims (an admin may have changed them) govern
+            # everything from here: mutations and presence checks read self.principal,
+            # and the connection re-checks what is open.
+            changed = principal != self.principal
+            self.principal = principal
+            if changed:
+                for exc in await ask(self._conn, Reauth(principal)):
+                    self.send_api_error(exc, None)
+        else:
             ctx = self.ctx
             assert ctx.dispatcher is not None and ctx.rooms is not None and ctx.hub is not None
             s = ctx.settings

@@ -93,6 +93,13 @@ class ChallengeFailure(enum.Enum):
     WRONG_CODE = "wrong_code"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Locked:
+    """The account is locked for `retry_after` more seconds."""
+
+    retry_after: int
+
+
 def _new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(12)
 
@@ -174,18 +181,7 @@ class Accounts:
         beyond the threshold lock the email instead of reaching bcrypt.
         """
         with self.store.transaction() as txn:
-            txn.execute(
-                "INSERT INTO ab_signin_attempts (email_lower, attempts, window_start, "
-                "locked_until) VALUES (?, 0, ?, 0) ON CONFLICT (email_lower) DO NOTHING",
-                (email_lower, now),
-            )
-            # The no-op UPDATE takes the row lock before the row is read, so attempts
-            # from several processes are counted one at a time.
-            attempts, window_start, locked_until = txn.execute(
-                "UPDATE ab_signin_attempts SET attempts = attempts WHERE email_lower = ? "
-                "RETURNING attempts, window_start, locked_until",
-                (email_lower,),
-            ).fetchone()
+            attempts, window_start, locked_until = _attempts_row(txn, email_lower, now)
             if locked_until > now:
                 return _seconds(locked_until - now)
             if window_start <= now - policy.window_ms:
@@ -217,8 +213,16 @@ class Accounts:
     def clear_attempts(self, email_lower: str, now: int) -> None:
         """The attempt succeeded: forget the failures (a lock set meanwhile stays)."""
         with self.store.transaction() as txn:
+            _clear(txn, email_lower, now)
+
+    def settle_attempt(self, email_lower: str, now: int) -> None:
+        """A right password of an account with MFA on: uncount this attempt only.
+        Earlier failures, wrong MFA codes among them, stay until a sign-in completes
+        with its second factor (else the password would buy unlimited code guesses)."""
+        with self.store.transaction() as txn:
             txn.execute(
-                "DELETE FROM ab_signin_attempts WHERE email_lower = ? AND locked_until <= ?",
+                "UPDATE ab_signin_attempts SET attempts = attempts - 1 "
+                "WHERE email_lower = ? AND attempts > 0 AND locked_until <= ?",
                 (email_lower, now),
             )
 
@@ -349,8 +353,11 @@ class Accounts:
             assert user is not None
             return user
 
-    def enable_mfa(self, user_id: str, code: str, recovery_hashes: list[str], now: int) -> None:
-        """Turn MFA on if `code` is right for the pending secret."""
+    def enable_mfa(
+        self, user_id: str, code: str, recovery_hashes: list[str], keep_session: str, now: int
+    ) -> None:
+        """Turn MFA on if `code` is right for the pending secret, and end every session
+        but `keep_session`: those began without the second factor."""
         with self.store.transaction() as txn:
             record = txn.execute(
                 "SELECT mfa_pending_secret, mfa_enabled FROM ab_users WHERE id = ?", (user_id,)
@@ -372,23 +379,32 @@ class Accounts:
                     "INSERT INTO ab_recovery_codes (user_id, code_hash) VALUES (?, ?)",
                     (user_id, code_hash),
                 )
+            txn.execute(
+                "UPDATE ab_sessions SET revoked_at = ? "
+                "WHERE user_id = ? AND id <> ? AND revoked_at IS NULL",
+                (now, user_id, keep_session),
+            )
 
-    def disable_mfa(self, user_id: str, code: str, now: int) -> None:
-        """Turn MFA off if `code` (TOTP or recovery) is right."""
+    def disable_mfa(self, user_id: str, code: str, now: int, policy: Lockout) -> bool:
+        """Turn MFA off if `code` (TOTP or recovery) is right; a wrong one is False and
+        counts towards the account's lockout, as at sign-in."""
         with self.store.transaction() as txn:
             record = txn.execute(
-                "SELECT mfa_secret, mfa_enabled FROM ab_users WHERE id = ?", (user_id,)
+                "SELECT mfa_secret, mfa_enabled, email_lower FROM ab_users WHERE id = ?",
+                (user_id,),
             ).fetchone()
             if record is None or not record[1]:
                 raise Conflict("MFA is not enabled")
             if not _accept_code(txn, user_id, record[0], code, now, recovery=True):
-                raise InvalidArgument("code: invalid or already used")
+                _count_failure(txn, record[2], now, policy)
+                return False
             txn.execute(
                 "UPDATE ab_users SET mfa_secret = NULL, mfa_pending_secret = NULL, "
                 "mfa_enabled = 0, mfa_last_step = 0 WHERE id = ?",
                 (user_id,),
             )
             txn.execute("DELETE FROM ab_recovery_codes WHERE user_id = ?", (user_id,))
+            return True
 
     def create_challenge(self, user_id: str, device: str, ip: str, now: int) -> str:
         """A single-use mfaToken for a password-checked sign-in."""
@@ -401,9 +417,13 @@ class Accounts:
             )
         return token
 
-    def redeem_challenge(self, mfa_token: str, code: str, now: int) -> Grant | ChallengeFailure:
-        """Finish an MFA sign-in: a right code (TOTP or recovery) opens the session
-        and spends the token; the fifth wrong one spends it too."""
+    def redeem_challenge(
+        self, mfa_token: str, code: str, now: int, policy: Lockout
+    ) -> Grant | ChallengeFailure | Locked:
+        """Finish an MFA sign-in: a right code (TOTP or recovery) opens the session,
+        spends the token and clears the account's failures; the fifth wrong one spends
+        the token too. Wrong codes count towards the account's lockout like wrong
+        passwords, and a locked account is refused before its code is looked at."""
         token_hash = digest(mfa_token)
         with self.store.transaction() as txn:
             challenge = txn.execute(
@@ -415,16 +435,23 @@ class Accounts:
                 return ChallengeFailure.GONE
             user_id, expires_at, failures, device, ip = challenge
             record = txn.execute(
-                "SELECT mfa_secret FROM ab_users WHERE id = ? AND mfa_enabled = 1", (user_id,)
+                "SELECT mfa_secret, email_lower FROM ab_users WHERE id = ? AND mfa_enabled = 1",
+                (user_id,),
             ).fetchone()
             if expires_at <= now or failures >= MFA_MAX_FAILURES or record is None:
                 txn.execute("DELETE FROM ab_mfa_challenges WHERE token_hash = ?", (token_hash,))
                 return ChallengeFailure.GONE
-            if _accept_code(txn, user_id, record[0], code, now, recovery=True):
+            secret, email_lower = record
+            locked_until = _attempts_row(txn, email_lower, now)[2]
+            if locked_until > now:
+                return Locked(_seconds(locked_until - now))
+            if _accept_code(txn, user_id, secret, code, now, recovery=True):
                 txn.execute("DELETE FROM ab_mfa_challenges WHERE token_hash = ?", (token_hash,))
+                _clear(txn, email_lower, now)
                 user = _one_user(txn, "id = ?", user_id)
                 assert user is not None
                 return self._new_session(txn, user, device, ip, now)
+            _count_failure(txn, email_lower, now, policy)
             if failures + 1 >= MFA_MAX_FAILURES:
                 txn.execute("DELETE FROM ab_mfa_challenges WHERE token_hash = ?", (token_hash,))
             else:
@@ -433,6 +460,52 @@ class Accounts:
                     (failures + 1, token_hash),
                 )
             return ChallengeFailure.WRONG_CODE
+
+
+def _attempts_row(txn: Txn, email_lower: str, now: int) -> tuple[int, int, int]:
+    """An email's (attempts, window_start, locked_until), created if missing, with its
+    row locked: the no-op UPDATE takes the lock before the row is read, so attempts
+    from several processes are counted one at a time."""
+    txn.execute(
+        "INSERT INTO ab_signin_attempts (email_lower, attempts, window_start, "
+        "locked_until) VALUES (?, 0, ?, 0) ON CONFLICT (email_lower) DO NOTHING",
+        (email_lower, now),
+    )
+    attempts, window_start, locked_until = txn.execute(
+        "UPDATE ab_signin_attempts SET attempts = attempts WHERE email_lower = ? "
+        "RETURNING attempts, window_start, locked_until",
+        (email_lower,),
+    ).fetchone()
+    return int(attempts), int(window_start), int(locked_until)
+
+
+def _count_failure(txn: Txn, email_lower: str, now: int, policy: Lockout) -> None:
+    """One more failure for the email (a wrong MFA code), locking it at the threshold,
+    as a wrong password's begin_attempt + fail_attempt do."""
+    attempts, window_start, locked_until = _attempts_row(txn, email_lower, now)
+    if locked_until > now:
+        return
+    if window_start <= now - policy.window_ms:
+        attempts, window_start = 0, now
+    attempts += 1
+    if attempts >= policy.threshold:
+        txn.execute(
+            "UPDATE ab_signin_attempts SET attempts = 0, window_start = ?, locked_until = ? "
+            "WHERE email_lower = ?",
+            (now, now + policy.lock_ms, email_lower),
+        )
+    else:
+        txn.execute(
+            "UPDATE ab_signin_attempts SET attempts = ?, window_start = ? WHERE email_lower = ?",
+            (attempts, window_start, email_lower),
+        )
+
+
+def _clear(txn: Txn, email_lower: str, now: int) -> None:
+    txn.execute(
+        "DELETE FROM ab_signin_attempts WHERE email_lower = ? AND locked_until <= ?",
+        (email_lower, now),
+    )
 
 
 def _one_user(txn: Txn, condition: str, value: str) -> User | None:

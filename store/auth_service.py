@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+import unicodedata
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,7 +24,16 @@ from actorbase.errors import (
 )
 from config.settings import Settings
 from store import totp
-from store.accounts import Accounts, ChallengeFailure, Grant, Lifetimes, Lockout, SessionInfo, User
+from store.accounts import (
+    Accounts,
+    ChallengeFailure,
+    Grant,
+    Lifetimes,
+    Locked,
+    Lockout,
+    SessionInfo,
+    User,
+)
 from store.base import Store, now_ms
 from store.passwords import Hasher, check_policy, password_arg
 from store.principal import Principal
@@ -46,9 +56,11 @@ class Tokens:
 
 
 def email_arg(value: Any, *, strict: bool) -> str:
-    """An email from a request; `strict` (sign-up) also checks its form."""
+    """An email from a request, NFKC-normalized (so a fullwidth or otherwise compatible
+    spelling is the same account); `strict` (sign-up) also checks its form."""
     if not isinstance(value, str) or not value:
         raise InvalidArgument("email: must be a non-empty string")
+    value = unicodedata.normalize("NFKC", value)
     if len(value) > MAX_EMAIL or (strict and not _EMAIL_RE.match(value)):
         raise InvalidArgument("email: is not a valid email address")
     return value
@@ -178,7 +190,8 @@ class AuthService:
 
     async def check_password(self, email_lower: str, password: str, user_id: str | None) -> User:
         """The account of `email_lower` if `password` is right for it (and, if given,
-        it is `user_id`); else raise. Counts the attempt for lockout."""
+        it is `user_id`); else raise. Counts the attempt for lockout; a right one
+        clears the count, except with MFA on, where only the second factor does."""
         retry_after = await self._db(
             self.accounts.begin_attempt, email_lower, now_ms(), self._lockout
         )
@@ -189,7 +202,8 @@ class AuthService:
         if not ok or user is None or (user_id is not None and user.id != user_id):
             await self._db(self.accounts.fail_attempt, email_lower, now_ms(), self._lockout)
             raise InvalidCredentials()
-        await self._db(self.accounts.clear_attempts, email_lower, now_ms())
+        settle = self.accounts.settle_attempt if user.mfa_enabled else self.accounts.clear_attempts
+        await self._db(settle, email_lower, now_ms())
         return user
 
     async def verify_mfa(self, mfa_token: Any, code: Any) -> Tokens:
@@ -197,11 +211,15 @@ class AuthService:
             raise InvalidArgument("mfaToken: must be a non-empty string")
         checked = _code_arg(code)
 
-        def redeem() -> Tokens | ChallengeFailure:
-            outcome = self.accounts.redeem_challenge(mfa_token, checked, now_ms())
-            return outcome if isinstance(outcome, ChallengeFailure) else self._tokens(outcome)
+        def redeem() -> Tokens | ChallengeFailure | Locked:
+            outcome = self.accounts.redeem_challenge(mfa_token, checked, now_ms(), self._lockout)
+            return (
+                outcome if isinstance(outcome, ChallengeFailure | Locked) else self._tokens(outcome)
+            )
 
         outcome = await self._db(redeem)
+        if isinstance(outcome, Locked):
+            raise AccountLocked(outcome.retry_after)
         if outcome is ChallengeFailure.GONE:
             raise Unauthenticated("Invalid or expired MFA token")
         if outcome is ChallengeFailure.WRONG_CODE:
@@ -237,21 +255,41 @@ class AuthService:
         hashed = await self.hasher.hash(check_policy(new, "newPassword"))
         await self._db(self.accounts.set_password, user.id, hashed, _sid(principal), now_ms())
 
-    async def enroll_mfa(self, principal: Principal) -> tuple[str, str]:
+    async def _reconfirm(self, principal: Principal, password: Any) -> User:
+        """The signed-in user, once their password is checked again (counted for
+        lockout like a sign-in): a stolen access token alone must not change MFA."""
+        user = await self.me(principal)
+        await self.check_password(user.email.lower(), password_arg(password), user.id)
+        return user
+
+    async def enroll_mfa(self, principal: Principal, password: Any) -> tuple[str, str]:
         """A new TOTP secret and its otpauth:// URL; MFA is on only after `enable_mfa`."""
+        await self._reconfirm(principal, password)
         secret = totp.new_secret()
         user = await self._db(self.accounts.start_enrollment, _uid(principal), secret)
         return secret, totp.otpauth_url(secret, user.email)
 
-    async def enable_mfa(self, principal: Principal, code: Any) -> list[str]:
-        """Turn MFA on; returns the recovery codes (shown once, stored hashed)."""
+    async def enable_mfa(self, principal: Principal, code: Any, password: Any) -> list[str]:
+        """Turn MFA on and end the user's other sessions; returns the recovery codes
+        (shown once, stored hashed)."""
+        checked = _code_arg(code)
+        await self._reconfirm(principal, password)
         codes = totp.new_recovery_codes()
         hashes = [digest(totp.normalize_recovery_code(c)) for c in codes]
-        await self._db(self.accounts.enable_mfa, _uid(principal), _code_arg(code), hashes, now_ms())
+        await self._db(
+            self.accounts.enable_mfa, _uid(principal), checked, hashes, _sid(principal), now_ms()
+        )
         return codes
 
-    async def disable_mfa(self, principal: Principal, code: Any) -> None:
-        await self._db(self.accounts.disable_mfa, _uid(principal), _code_arg(code), now_ms())
+    async def disable_mfa(self, principal: Principal, code: Any, password: Any) -> None:
+        """Turn MFA off; a wrong code counts towards the lockout like a wrong password."""
+        checked = _code_arg(code)
+        await self._reconfirm(principal, password)
+        ok = await self._db(
+            self.accounts.disable_mfa, _uid(principal), checked, now_ms(), self._lockout
+        )
+        if not ok:
+            raise InvalidArgument("code: invalid or already used")
 
     # -- admin ---------------------------------------------------------------------------
 

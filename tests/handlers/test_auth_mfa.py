@@ -8,7 +8,7 @@ import time
 import pyotp
 import pytest
 
-from tests.handlers.accounts import Account, signup
+from tests.handlers.accounts import PASSWORD, Account, signup
 from tests.serverproc import Api, error_of
 
 STEP = 30
@@ -19,13 +19,15 @@ def _code(secret: str, steps_ahead: int = 0) -> str:
 
 
 def _enable(account: Account) -> tuple[str, list[str]]:
-    enrolled = account.api.post("/api/auth/mfa/enroll")
+    enrolled = account.api.post("/api/auth/mfa/enroll", json={"password": PASSWORD})
     assert enrolled.status_code == 200
     body = enrolled.json()
     assert set(body) == {"secret", "otpauthUrl"}
     assert body["otpauthUrl"].startswith("otpauth://totp/")
     assert f"secret={body['secret']}" in body["otpauthUrl"]
-    enabled = account.api.post("/api/auth/mfa/enable", json={"code": _code(body["secret"])})
+    enabled = account.api.post(
+        "/api/auth/mfa/enable", json={"code": _code(body["secret"]), "password": PASSWORD}
+    )
     assert enabled.status_code == 200, enabled.text
     result = enabled.json()
     assert result["mfaEnabled"] is True
@@ -34,9 +36,7 @@ def _enable(account: Account) -> tuple[str, list[str]]:
 
 
 def _mfa_token(anon: Api, account: Account) -> str:
-    response = anon.post(
-        "/api/auth/signin", json={"email": account.email, "password": "correct horse battery"}
-    )
+    response = anon.post("/api/auth/signin", json={"email": account.email, "password": PASSWORD})
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"mfaRequired", "mfaToken"} and body["mfaRequired"] is True
@@ -123,17 +123,19 @@ def test_verify_bad_input_is_400(anon, body):
 
 def test_enable_needs_a_right_code_and_an_enrollment(anon):
     account = signup(anon)
-    not_enrolled = account.api.post("/api/auth/mfa/enable", json={"code": "123456"})
+    enable = "/api/auth/mfa/enable"
+    not_enrolled = account.api.post(enable, json={"code": "123456", "password": PASSWORD})
     assert not_enrolled.status_code == 400
-    secret = account.api.post("/api/auth/mfa/enroll").json()["secret"]
-    wrong = account.api.post("/api/auth/mfa/enable", json={"code": "000000"})
+    enroll = account.api.post("/api/auth/mfa/enroll", json={"password": PASSWORD})
+    secret = enroll.json()["secret"]
+    wrong = account.api.post(enable, json={"code": "000000", "password": PASSWORD})
     assert wrong.status_code == 400
-    bad_type = account.api.post("/api/auth/mfa/enable", json={"code": 123456})
+    bad_type = account.api.post(enable, json={"code": 123456, "password": PASSWORD})
     assert bad_type.status_code == 400
     assert account.api.get("/api/auth/me").json()["mfaEnabled"] is False
-    ok = account.api.post("/api/auth/mfa/enable", json={"code": _code(secret)})
+    ok = account.api.post(enable, json={"code": _code(secret), "password": PASSWORD})
     assert ok.status_code == 200
-    twice = account.api.post("/api/auth/mfa/enroll")
+    twice = account.api.post("/api/auth/mfa/enroll", json={"password": PASSWORD})
     assert twice.status_code == 409
     assert error_of(twice)["code"] == "CONFLICT"
 
@@ -141,12 +143,11 @@ def test_enable_needs_a_right_code_and_an_enrollment(anon):
 def test_disable_with_a_recovery_code(anon):
     account = signup(anon)
     _, recovery = _enable(account)
-    wrong = account.api.post("/api/auth/mfa/disable", json={"code": "not-a-code"})
+    disable = "/api/auth/mfa/disable"
+    wrong = account.api.post(disable, json={"code": "not-a-code", "password": PASSWORD})
     assert wrong.status_code == 400
-    off = account.api.post("/api/auth/mfa/disable", json={"code": recovery[3]})
+    off = account.api.post(disable, json={"code": recovery[3], "password": PASSWORD})
     assert off.status_code == 200 and off.json() == {"mfaEnabled": False}
     assert account.api.get("/api/auth/me").json()["mfaEnabled"] is False
-    plain = anon.post(
-        "/api/auth/signin", json={"email": account.email, "password": "correct horse battery"}
-    )
+    plain = anon.post("/api/auth/signin", json={"email": account.email, "password": PASSWORD})
     assert set(plain.json()) == {"accessToken", "refreshToken"}
