@@ -146,7 +146,7 @@ def _functions(raw: Any) -> dict[str, Function]:
     out = {}
     for name, fn in pairs:
         where = f"functions.{name}"
-        if not isinstance(name, str) or not FUNCTION_NAME_RE.match(name):
+        if not isinstance(name, str) or not FUNCTION_NAME_RE.fullmatch(name):
             raise AppError(f"{where}: names are 1-64 letters, digits or _")
         if not callable(fn):
             raise AppError(f"{where}: not a function")

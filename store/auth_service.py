@@ -49,7 +49,7 @@ def email_arg(value: Any, *, strict: bool) -> str:
     """An email from a request; `strict` (sign-up) also checks its form."""
     if not isinstance(value, str) or not value:
         raise InvalidArgument("email: must be a non-empty string")
-    if len(value) > MAX_EMAIL or (strict and not _EMAIL_RE.match(value)):
+    if len(value) > MAX_EMAIL or (strict and not _EMAIL_RE.fullmatch(value)):
         raise InvalidArgument("email: is not a valid email address")
     return value
 

@@ -124,7 +124,7 @@ def compile_schema(raw: Any) -> Schema:
     entities = {}
     for entity, spec in raw.items():
         where = f"schema.{entity}"
-        if not isinstance(entity, str) or not ENTITY_RE.match(entity):
+        if not isinstance(entity, str) or not ENTITY_RE.fullmatch(entity):
             raise SchemaError(f"{where}: entity names match ^[a-z][a-z0-9_]{{0,62}}$")
         entities[entity] = _entity(entity, spec, where)
     return Schema(entities)
@@ -139,7 +139,7 @@ def _entity(entity: str, spec: Any, where: str) -> EntitySchema:
     attributes = {}
     for name, attr in _dict(spec.get("attributes", {}), f"{where}.attributes").items():
         here = f"{where}.attributes.{name}"
-        if not isinstance(name, str) or not SEGMENT_RE.match(name) or name.startswith("$"):
+        if not isinstance(name, str) or not SEGMENT_RE.fullmatch(name) or name.startswith("$"):
             raise SchemaError(f"{here}: not a top-level attribute name")
         if name in SYSTEM_FIELDS:
             raise SchemaError(f"{here}: {name} is set by the server")
@@ -174,9 +174,9 @@ def _entity(entity: str, spec: Any, where: str) -> EntitySchema:
         ):
             raise SchemaError(f"{here}: must be {{field, to, reverse}}, all strings")
         field, to, reverse = spec_link["field"], spec_link["to"], spec_link["reverse"]
-        if not all(ENTITY_RE.match(v) for v in (name, to, reverse)):
+        if not all(ENTITY_RE.fullmatch(v) for v in (name, to, reverse)):
             raise SchemaError(f"{here}: the name, to and reverse match ^[a-z][a-z0-9_]{{0,62}}$")
-        if not SEGMENT_RE.match(field):
+        if not SEGMENT_RE.fullmatch(field):
             raise SchemaError(f"{here}.field: not a top-level attribute name")
         links.append(link(f"{entity}.{field}", to, name, reverse))
     return EntitySchema(attributes, indexes, tuple(links))

@@ -67,5 +67,5 @@ def _valid(kind: str, value: Any) -> bool:
     if value is None:
         return True
     if kind == "num":
-        return isinstance(value, str) and len(value) < 400 and bool(_NUMBER_RE.match(value))
+        return isinstance(value, str) and len(value) < 400 and bool(_NUMBER_RE.fullmatch(value))
     return isinstance(value, str)

@@ -41,7 +41,7 @@ _ENTITY_KEYS = {"$where", "$order", "$limit", "$offset", "$after", "$fields"}
 def parse_path(key: str, where: str) -> Path:
     """A dotted attribute path (``address.city``) as a tuple of segments."""
     parts = tuple(key.split("."))
-    if len(parts) > _MAX_PATH or not all(SEGMENT_RE.match(p) for p in parts):
+    if len(parts) > _MAX_PATH or not all(SEGMENT_RE.fullmatch(p) for p in parts):
         raise InvalidArgument(f"{where}: {key!r} is not a valid attribute path")
     return parts
 
@@ -106,7 +106,7 @@ def _parse_operator(path: Path, op: str, operand: Any, where: str) -> Node:
     if op in ("$like", "$ilike"):
         if not isinstance(operand, str):
             raise InvalidArgument(f"{where}: must be a string pattern")
-        if re.search(r"(?<!\\)(\\\\)*\\$", operand):
+        if re.search(r"(?<!\\)(\\\\)*\\\Z", operand):
             raise InvalidArgument(f"{where}: pattern ends with an unescaped backslash")
         return Cmp(path, op[1:], operand)
     if op in ("$exists", "$isNull"):
@@ -164,7 +164,7 @@ def parse_query(raw: Any, links: Links, limits: Limits) -> Query:
     entities = []
     budget = _Budget(limits)
     for name, body in raw.items():
-        if name in _RESERVED or not ENTITY_RE.match(name):
+        if name in _RESERVED or not ENTITY_RE.fullmatch(name):
             raise InvalidArgument(
                 f"{name}: not a queryable entity name (^[a-z][a-z0-9_]{{0,62}}$, not 'tx')"
             )
@@ -267,6 +267,6 @@ def _fields(raw: Any, where: str) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(f, str) for f in raw):
         raise InvalidArgument(f"{where}: must be an array of attribute names")
     for i, name in enumerate(raw):
-        if not SEGMENT_RE.match(name):
+        if not SEGMENT_RE.fullmatch(name):
             raise InvalidArgument(f"{where}[{i}]: {name!r} is not a top-level attribute name")
     return tuple(raw)
