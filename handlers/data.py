@@ -14,7 +14,7 @@ from handlers.openapi import BOOLEAN, INTEGER, OBJECT, STRING, array, obj, opera
 from store import permissions
 from store.mutations import Op, Outcome, data_op, new_id
 from store.query.ast import TRUE
-from store.query.parse import parse_order, parse_where
+from store.query.parse import parse_filter, parse_order
 from store.rows import check_entity, check_id
 
 DEFAULT_LIMIT = 20
@@ -78,7 +78,7 @@ class EntityHandler(_DataHandler):
         order = parse_order(raw_order) if raw_order is not None else ()
         raw_where = self.get_query_argument("where", None)
         where = (
-            parse_where(jsonwire.decode(raw_where, "where"), "where")
+            parse_filter(jsonwire.decode(raw_where, "where"), "where", self.ctx.query_limits)
             if raw_where is not None
             else TRUE
         )
