@@ -27,7 +27,7 @@ from store.dialect import entity_literal
 from store.query.ast import And, Cmp, Link, Not, Path
 from store.query.links import Links, link
 from store.query.parse import SEGMENT_RE, parse_path
-from store.rows import ENTITY_RE, SYSTEM_FIELDS, Row
+from store.rows import ENTITY_RE, SYSTEM_FIELDS, Row, dumps
 
 TYPES = {
     "string": (str,),
@@ -38,6 +38,9 @@ TYPES = {
     "array": (list,),
 }
 _ATTRIBUTE_KEYS = {"type", "required", "unique", "index"}
+MAX_INDEXED_BYTES = 2000
+"""Longest value (bytes of JSON) of an indexed or unique attribute: a PostgreSQL btree
+entry holds at most ~2,700 bytes, and a longer one fails the write."""
 
 
 class SchemaError(ValueError):
@@ -57,6 +60,12 @@ class EntitySchema:
     attributes: dict[str, Attribute]
     indexes: tuple[Path, ...]
     links: tuple[Link, ...]
+
+    @property
+    def indexed(self) -> list[Path]:
+        """Every path with an index of its own: `indexes`, `index` and `unique`."""
+        own = [(n,) for n, a in self.attributes.items() if a.index or a.unique]
+        return list(dict.fromkeys([*self.indexes, *own]))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -83,6 +92,11 @@ class Schema:
                 details.append(
                     {"field": name, "message": f"Expected {attr.type}, received {_kind(value)}"}
                 )
+        for path in spec.indexed:
+            value = _at(row.data, path)
+            if value is not None and len(dumps(value).encode()) > MAX_INDEXED_BYTES:
+                message = f"At most {MAX_INDEXED_BYTES} bytes in an indexed attribute"
+                details.append({"field": ".".join(path), "message": message})
         if details:
             raise InvalidArgument("Validation failed", details=details)
 
@@ -100,6 +114,14 @@ class Schema:
             where = And((Cmp((name,), "eq", value), Not(Cmp(("id",), "eq", row.id))))
             if txn.count(row.entity, where):
                 raise Conflict(f"{row.entity}.{name} must be unique: {value!r} is taken")
+
+
+def _at(data: Any, path: Path) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
 
 
 def _is(value: Any, kind: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import secrets
 import select
 import socket
 import time
@@ -18,6 +19,7 @@ import pytest
 import requests
 
 from store.query.parse import MAX_NESTING, MAX_PATTERN
+from store.schema import MAX_INDEXED_BYTES
 from tests.handlers.accounts import signup
 from tests.serverproc import ADMIN_TOKEN, Api, error_of
 from tests.wsclient import SseClient, WsClient
@@ -156,6 +158,23 @@ def test_long_string_operand_on_an_indexed_attribute(todos):
         assert r.status_code == 200 and r.json()["todos"] == [], r.text
     r = alice.api.get("/api/data/todos", params={"where": json.dumps({"listId": long})})
     assert r.status_code == 200, r.text
+
+
+def test_long_values_of_indexed_attributes_are_400_not_a_btree_error(todos):
+    """PostgreSQL's btree refuses an entry over ~2.7 KB (random text does not compress)."""
+    alice = signup(Api(todos.url))
+    long = secrets.token_hex(5000)
+    r = alice.api.post("/api/data/todos", json={"title": "a", "listId": long})
+    assert r.status_code == 400, r.text
+    assert error_of(r)["details"] == [
+        {"field": "listId", "message": f"At most {MAX_INDEXED_BYTES} bytes in an indexed attribute"}
+    ]
+    fits = secrets.token_hex((MAX_INDEXED_BYTES - 2) // 2)  # 2 bytes of JSON quotes
+    r = alice.api.post("/api/data/todos", json={"title": "a", "listId": fits})
+    assert r.status_code == 201, r.text
+    row = r.json()["data"]
+    r = alice.api.patch(f"/api/data/todos/{row['id']}", json={"listId": fits + "ab"})
+    assert r.status_code == 400 and error_of(r)["code"] == "INVALID_ARGUMENT"
 
 
 def test_live_queries_refuse_deep_nesting(server, user):
