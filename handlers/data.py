@@ -75,7 +75,7 @@ class EntityHandler(_DataHandler):
         limit = self.int_argument("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = self.int_argument("offset", 0, 0, 10**9)
         raw_order = self.get_query_argument("order", None)
-        order = parse_order(raw_order) if raw_order is not None else ()
+        order = parse_order(raw_order, self.ctx.query_limits) if raw_order is not None else ()
         raw_where = self.get_query_argument("where", None)
         where = (
             parse_filter(jsonwire.decode(raw_where, "where"), "where", self.ctx.query_limits)

@@ -181,8 +181,10 @@ def _parse_operator(path: Path, op: str, operand: Any, where: str) -> Node:
     raise InvalidArgument(f"{where}: unknown operator {op!r}")
 
 
-def parse_order(raw: str, where: str = "order") -> tuple[OrderKey, ...]:
-    """``-createdAt,title`` → createdAt descending, then title ascending."""
+def parse_order(raw: str, limits: Limits, where: str = "order") -> tuple[OrderKey, ...]:
+    """``-createdAt,title`` → createdAt descending, then title ascending; at most
+    QUERY_MAX_OPERATORS keys, as in a query's `$order`."""
+    _Budget(limits).spend_operators(raw.count(",") + 1, where)
     keys = []
     for part in raw.split(","):
         part = part.strip()

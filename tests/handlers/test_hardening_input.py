@@ -129,11 +129,17 @@ def test_operator_level_not_counts_and_operands_nest_at_most_100(user):
     assert post_query(user.api, f'{{"{ent}": {{"$where": {ok_value}}}}}').status_code == 200
 
 
-def test_data_where_spends_the_operator_budget(user):
+def test_data_where_and_order_spend_the_operator_budget(user):
     ent = name()
     where = json.dumps({"n": {"$in": list(range(5000))}})
     message = too_complex(user.api.get(f"/api/data/{ent}", params={"where": where}))
     assert "QUERY_MAX_OPERATORS" in message
+    user.api.post(f"/api/data/{ent}", json={"a": 1})
+    order = ",".join(f"k{i}" for i in range(700))  # 2,100 ORDER BY terms: a 500 before
+    message = too_complex(user.api.get(f"/api/data/{ent}", params={"order": order}))
+    assert message.startswith("order:") and "QUERY_MAX_OPERATORS" in message
+    r = user.api.get(f"/api/data/{ent}", params={"order": ",".join(f"k{i}" for i in range(200))})
+    assert r.status_code == 200 and r.json()["total"] == 1, r.text
 
 
 def test_like_patterns_are_bounded(user):
