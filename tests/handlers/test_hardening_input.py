@@ -316,6 +316,10 @@ def test_nul_in_any_path_or_query_argument_is_400(server, user, admin):
         assert r.status_code == 400, (method, path, r.status_code, r.text)
         assert error_of(r)["code"] == "INVALID_ARGUMENT", (method, path)
         assert all(h in r.headers for h in RATE_HEADERS), (method, path)
+    # Swagger UI's static files are served by Tornado's StaticFileHandler.
+    for path in ("/api/docs/a%00b", "/api/docs/swagger-ui.css%00"):
+        r = Api(server.url).get(path)
+        assert (r.status_code, error_of(r)["code"]) == (400, "INVALID_ARGUMENT"), (path, r.text)
 
 
 # -- oversized bodies -------------------------------------------------------------------
