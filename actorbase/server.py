@@ -32,6 +32,7 @@ from actors.transactor import AddListener, ChangeSet, Transactor
 from config import secrets
 from config.app import AppError, load_app
 from config.settings import ConfigError, Settings
+from handlers.bodylimit import largest_body
 from handlers.ratelimit import RateLimits
 from handlers.routes import make_app
 from store.auth_service import AuthService
@@ -185,7 +186,7 @@ class Server:
             functions=functions,
         )
         self._http = tornado.httpserver.HTTPServer(
-            make_app(self.ctx), max_body_size=s.max_body_bytes + 65536, xheaders=False
+            make_app(self.ctx), max_body_size=largest_body(s), xheaders=False
         )
         # What start-up built (modules, classes, the app, the store) lives as long as the
         # process: out of every later collection. Only this: objects frozen later could

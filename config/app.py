@@ -26,8 +26,9 @@ from typing import Any
 
 import pydantic
 
-from actorbase.errors import InvalidArgument
+from actorbase.errors import InvalidArgument, QueryTooComplex
 from store.query.links import NO_LINKS, Links
+from store.query.parse import check_nesting
 from store.rules import DEFAULT_RULES, RuleError, RuleSet, compile_rules
 from store.schema import Schema, SchemaError, compile_schema
 
@@ -96,8 +97,10 @@ def load_app(spec: str | None) -> App:
     module = _import(spec)
     try:
         schema = compile_schema(getattr(module, "schema", None))
-        rules = compile_rules(getattr(module, "rules", None))
-    except (SchemaError, RuleError) as exc:
+        raw_rules = getattr(module, "rules", None)
+        check_nesting(raw_rules, "rules")  # before compiling, which recurses
+        rules = compile_rules(raw_rules)
+    except (SchemaError, RuleError, QueryTooComplex) as exc:
         raise AppError(str(exc)) from None
     functions = _functions(getattr(module, "functions", None))
     return App(spec, schema, rules, functions)
@@ -146,7 +149,7 @@ def _functions(raw: Any) -> dict[str, Function]:
     out = {}
     for name, fn in pairs:
         where = f"functions.{name}"
-        if not isinstance(name, str) or not FUNCTION_NAME_RE.match(name):
+        if not isinstance(name, str) or not FUNCTION_NAME_RE.fullmatch(name):
             raise AppError(f"{where}: names are 1-64 letters, digits or _")
         if not callable(fn):
             raise AppError(f"{where}: not a function")

@@ -99,7 +99,7 @@ class AdminUserHandler(_AdminHandler):
 def _role(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _ROLE_RE.match(value):
+    if not isinstance(value, str) or not _ROLE_RE.fullmatch(value):
         raise InvalidArgument("role: must be 1-64 letters, digits or _.:-")
     return value
 

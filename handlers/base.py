@@ -26,7 +26,7 @@ from actorbase.errors import (
     RateLimited,
     Unauthenticated,
 )
-from handlers import accesslog, cors, jsonwire
+from handlers import accesslog, bodylimit, cors, jsonwire
 from handlers.ratelimit import POLICIES, Verdict
 from store.principal import ADMIN, Principal
 
@@ -73,6 +73,7 @@ class ApiHandler(tornado.web.RequestHandler):
             raise
         self._limit()
         self._check_body_size()
+        self._check_arguments()
 
     def _limit(self) -> None:
         self._verdict = verdict = self.ctx.limiter.take(self._rate_spends())
@@ -151,12 +152,21 @@ class ApiHandler(tornado.web.RequestHandler):
         return self.request.remote_ip or "unknown"
 
     def _check_body_size(self) -> None:
-        limit = self.ctx.settings.max_body_bytes
-        declared = self.request.headers.get("Content-Length")
-        if (declared and declared.isdigit() and int(declared) > limit) or len(
-            self.request.body
-        ) > limit:
-            raise PayloadTooLarge(f"Request body exceeds {limit} bytes")
+        """A body over MAX_BODY_BYTES was dropped as it arrived (`handlers.bodylimit`)."""
+        if bodylimit.exceeded(self.request):
+            raise PayloadTooLarge(f"Request body exceeds {self.ctx.settings.max_body_bytes} bytes")
+
+    def _check_arguments(self) -> None:
+        """NUL in a path or query argument (`%00` included, decoded by now) is refused
+        here for every route: no name, id, path or cursor may hold one, and PostgreSQL's
+        text cannot."""
+        query = self.request.query_arguments
+        if (
+            any("\x00" in arg for arg in [*self.path_args, *self.path_kwargs.values()])
+            or any("\x00" in key for key in query)
+            or any(b"\x00" in value for values in query.values() for value in values)
+        ):
+            raise InvalidArgument("Path and query arguments may not contain NUL")
 
     # -- authentication ---------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from store.base import Txn
 from store.mutations import Op, Outcome, data_op, new_id
 from store.query.ast import TRUE
 from store.query.execute import select_rows
-from store.query.parse import parse_order, parse_where
+from store.query.parse import parse_filter, parse_order
 from store.rows import check_entity, check_id
 
 DEFAULT_LIMIT = 20
@@ -77,10 +77,10 @@ class EntityHandler(_DataHandler):
         limit = self.int_argument("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = self.int_argument("offset", 0, 0, 10**9)
         raw_order = self.get_query_argument("order", None)
-        order = parse_order(raw_order) if raw_order is not None else ()
+        order = parse_order(raw_order, self.ctx.query_limits) if raw_order is not None else ()
         raw_where = self.get_query_argument("where", None)
         where = (
-            parse_where(jsonwire.decode(raw_where, "where"), "where")
+            parse_filter(jsonwire.decode(raw_where, "where"), "where", self.ctx.query_limits)
             if raw_where is not None
             else TRUE
         )

@@ -446,6 +446,11 @@ class DocsAssetHandler(tornado.web.StaticFileHandler):
         for method in ("get", "head")
     }
 
+    def prepare(self) -> None:
+        # os.stat raises ValueError on a NUL, which would be a 500.
+        if any("\x00" in arg for arg in self.path_args):
+            raise tornado.web.HTTPError(400, reason="Path arguments may not contain NUL")
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Missing or refused files answer in the API's error format (a path outside
         the package's folder is simply not found)."""

@@ -16,7 +16,7 @@ from store import permissions
 class PresenceHandler(ApiHandler):
     async def get(self, room: str) -> None:
         principal = self.require_auth()
-        if not ROOM_RE.match(room):
+        if not ROOM_RE.fullmatch(room):
             raise InvalidArgument("room: 1-128 letters, digits or _ . : @ ~ -")
         permissions.check_room(principal, room)
         assert self.ctx.rooms is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tornado.web
 
 from actorbase.context import Context
+from handlers import bodylimit
 from handlers.accesslog import log_request
 from handlers.admin import SchemaHandler, StatsHandler
 from handlers.admin_users import AdminUserHandler, AdminUsersHandler
@@ -78,8 +79,10 @@ def make_app(ctx: Context) -> tornado.web.Application:
         (r"/api/docs", DocsHandler, deps),
         (r"/api/docs/(.+)", DocsAssetHandler, {"path": SWAGGER_UI_DIR}),
     ]
-    return tornado.web.Application(
+    return bodylimit.Application(
         routes,
+        limit=ctx.settings.max_body_bytes,
+        drain=bodylimit.largest_body(ctx.settings),
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
         compress_response=False,

@@ -376,7 +376,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
     async def _presence(self, msg: dict[str, Any]) -> None:
         op = msg["type"].removeprefix("presence-")
         room = msg.get("room")
-        if not isinstance(room, str) or not ROOM_RE.match(room):
+        if not isinstance(room, str) or not ROOM_RE.fullmatch(room):
             raise InvalidArgument("room: 1-128 letters, digits or _ . : @ ~ -")
         data = msg.get("data")
         if op != "leave":

@@ -61,7 +61,7 @@ def email_arg(value: Any, *, strict: bool) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidArgument("email: must be a non-empty string")
     value = unicodedata.normalize("NFKC", value)
-    if len(value) > MAX_EMAIL or (strict and not _EMAIL_RE.match(value)):
+    if len(value) > MAX_EMAIL or (strict and not _EMAIL_RE.fullmatch(value)):
         raise InvalidArgument("email: is not a valid email address")
     return value
 

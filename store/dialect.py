@@ -50,14 +50,14 @@ def system_column(path: Path) -> str | None:
 
 
 def _segments(path: Path) -> Path:
-    if not path or not all(_SEGMENT_RE.match(p) for p in path):
+    if not path or not all(_SEGMENT_RE.fullmatch(p) for p in path):
         raise ValueError(f"unvalidated attribute path {path!r}")
     return path
 
 
 def entity_literal(entity: str) -> str:
     """A validated entity name as an SQL string literal."""
-    if not ENTITY_RE.match(entity):
+    if not ENTITY_RE.fullmatch(entity):
         raise ValueError(f"unvalidated entity name {entity!r}")
     return f"'{entity}'"
 
@@ -255,7 +255,7 @@ class PostgresDialect(Dialect):
     def num_param(self, value: Any, params: list[Any]) -> str:
         # Bound as text: float8 → numeric casts round to 15 digits, text is exact.
         text = value if isinstance(value, str) else repr(value)
-        if not _NUMERIC_RE.match(text):
+        if not _NUMERIC_RE.fullmatch(text):
             raise ValueError(f"not a number: {text!r}")
         params.append(text)
         return "?::numeric"

@@ -53,7 +53,7 @@ class Row:
 
 
 def check_entity(name: Any, where: str = "entity") -> str:
-    if not isinstance(name, str) or not ENTITY_RE.match(name):
+    if not isinstance(name, str) or not ENTITY_RE.fullmatch(name):
         raise InvalidArgument(
             f"{where}: entity names match ^[a-z][a-z0-9_]{{0,62}}$, got {_show(name)}"
         )
@@ -61,7 +61,7 @@ def check_entity(name: Any, where: str = "entity") -> str:
 
 
 def check_id(value: Any, where: str = "id") -> str:
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
         raise InvalidArgument(
             f"{where}: ids are 1-128 letters, digits or _ . : @ ~ -, got {_show(value)}"
         )

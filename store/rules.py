@@ -243,7 +243,7 @@ def compile_rules(raw: Any) -> RuleSet:
             storage.update(_ops(value, FILE_OPS, where))
         elif key == "$rooms":
             rooms = compile_rule(value, where)
-        elif isinstance(key, str) and ENTITY_RE.match(key):
+        elif isinstance(key, str) and ENTITY_RE.fullmatch(key):
             entities[key] = _entity_rules(value, where)
         else:
             raise RuleError(f"{where}: not an entity name, $storage or $rooms")

@@ -27,7 +27,7 @@ from store.dialect import entity_literal
 from store.query.ast import And, Cmp, Link, Not, Path
 from store.query.links import Links, link
 from store.query.parse import SEGMENT_RE, parse_path
-from store.rows import ENTITY_RE, SYSTEM_FIELDS, Row
+from store.rows import ENTITY_RE, SYSTEM_FIELDS, Row, dumps
 
 TYPES = {
     "string": (str,),
@@ -38,6 +38,9 @@ TYPES = {
     "array": (list,),
 }
 _ATTRIBUTE_KEYS = {"type", "required", "unique", "index"}
+MAX_INDEXED_BYTES = 2000
+"""Longest value (bytes of JSON) of an indexed or unique attribute: a PostgreSQL btree
+entry holds at most ~2,700 bytes, and a longer one fails the write."""
 
 
 class SchemaError(ValueError):
@@ -57,6 +60,12 @@ class EntitySchema:
     attributes: dict[str, Attribute]
     indexes: tuple[Path, ...]
     links: tuple[Link, ...]
+
+    @property
+    def indexed(self) -> list[Path]:
+        """Every path with an index of its own: `indexes`, `index` and `unique`."""
+        own = [(n,) for n, a in self.attributes.items() if a.index or a.unique]
+        return list(dict.fromkeys([*self.indexes, *own]))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -83,6 +92,11 @@ class Schema:
                 details.append(
                     {"field": name, "message": f"Expected {attr.type}, received {_kind(value)}"}
                 )
+        for path in spec.indexed:
+            value = _at(row.data, path)
+            if value is not None and len(dumps(value).encode()) > MAX_INDEXED_BYTES:
+                message = f"At most {MAX_INDEXED_BYTES} bytes in an indexed attribute"
+                details.append({"field": ".".join(path), "message": message})
         if details:
             raise InvalidArgument("Validation failed", details=details)
 
@@ -100,6 +114,14 @@ class Schema:
             where = And((Cmp((name,), "eq", value), Not(Cmp(("id",), "eq", row.id))))
             if txn.count(row.entity, where):
                 raise Conflict(f"{row.entity}.{name} must be unique: {value!r} is taken")
+
+
+def _at(data: Any, path: Path) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
 
 
 def _is(value: Any, kind: str) -> bool:
@@ -124,7 +146,7 @@ def compile_schema(raw: Any) -> Schema:
     entities = {}
     for entity, spec in raw.items():
         where = f"schema.{entity}"
-        if not isinstance(entity, str) or not ENTITY_RE.match(entity):
+        if not isinstance(entity, str) or not ENTITY_RE.fullmatch(entity):
             raise SchemaError(f"{where}: entity names match ^[a-z][a-z0-9_]{{0,62}}$")
         entities[entity] = _entity(entity, spec, where)
     return Schema(entities)
@@ -139,7 +161,7 @@ def _entity(entity: str, spec: Any, where: str) -> EntitySchema:
     attributes = {}
     for name, attr in _dict(spec.get("attributes", {}), f"{where}.attributes").items():
         here = f"{where}.attributes.{name}"
-        if not isinstance(name, str) or not SEGMENT_RE.match(name) or name.startswith("$"):
+        if not isinstance(name, str) or not SEGMENT_RE.fullmatch(name) or name.startswith("$"):
             raise SchemaError(f"{here}: not a top-level attribute name")
         if name in SYSTEM_FIELDS:
             raise SchemaError(f"{here}: {name} is set by the server")
@@ -174,9 +196,9 @@ def _entity(entity: str, spec: Any, where: str) -> EntitySchema:
         ):
             raise SchemaError(f"{here}: must be {{field, to, reverse}}, all strings")
         field, to, reverse = spec_link["field"], spec_link["to"], spec_link["reverse"]
-        if not all(ENTITY_RE.match(v) for v in (name, to, reverse)):
+        if not all(ENTITY_RE.fullmatch(v) for v in (name, to, reverse)):
             raise SchemaError(f"{here}: the name, to and reverse match ^[a-z][a-z0-9_]{{0,62}}$")
-        if not SEGMENT_RE.match(field):
+        if not SEGMENT_RE.fullmatch(field):
             raise SchemaError(f"{here}.field: not a top-level attribute name")
         links.append(link(f"{entity}.{field}", to, name, reverse))
     return EntitySchema(attributes, indexes, tuple(links))

@@ -132,7 +132,7 @@ def _relations(
     the count is of rows whose attribute holds a string (an id)."""
     targets: dict[str, str] = {OWNER: "users"}
     for name in attrs:
-        match = _CONVENTION.match(name)
+        match = _CONVENTION.fullmatch(name)
         if match:
             targets[name] = match.group(1) + "s"
     for link in links.declared:

@@ -29,7 +29,7 @@ def otpauth_url(secret: str, email: str) -> str:
 
 def matching_step(secret: str, code: str, now: float) -> int | None:
     """The time step (now ±1) whose code is `code`, compared in constant time."""
-    if not _CODE_RE.match(code):
+    if not _CODE_RE.fullmatch(code):
         return None
     totp = pyotp.TOTP(secret)
     current = int(now // STEP_SECONDS)

@@ -3,13 +3,17 @@
 A cursor holds exactly the values the database sorted by (type rank, value, id), so
 the next page is a keyset condition "strictly after this row" and stays correct when
 rows are inserted or deleted between pages. It is tied to its entity and `$order`
-by a fingerprint; any other use is INVALID_ARGUMENT, never a wrong page.
+by a fingerprint; any other use is INVALID_ARGUMENT, never a wrong page. A cursor is
+client input like any other: it is decoded by `handlers.jsonwire` (no NUL, lone
+surrogate, non-finite or oversized number) and each value checked against what the
+database can bind, so a forged one is a 400 on both backends, never a database error.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import decimal
 import hashlib
 import re
 from typing import Any
@@ -17,6 +21,7 @@ from typing import Any
 import ujson
 
 from actorbase.errors import InvalidArgument
+from handlers import jsonwire
 from store.query.ast import OrderKey
 from store.query.sql import OrderPart
 
@@ -48,8 +53,8 @@ def decode(
     bad = InvalidArgument(f"{where}: not a cursor of this entity and $order")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        fingerprint, values = ujson.loads(raw)
-    except (ValueError, TypeError, binascii.Error):
+        fingerprint, values = jsonwire.decode(raw, where)
+    except (ValueError, TypeError, binascii.Error, InvalidArgument):
         raise bad from None
     if fingerprint != _fingerprint(entity, order) or not isinstance(values, list):
         raise bad
@@ -67,5 +72,14 @@ def _valid(kind: str, value: Any) -> bool:
     if value is None:
         return True
     if kind == "num":
-        return isinstance(value, str) and len(value) < 400 and bool(_NUMBER_RE.match(value))
+        return isinstance(value, str) and len(value) < 400 and _double(value)
     return isinstance(value, str)
+
+
+def _double(text: str) -> bool:
+    """Decimal text of a number a row can hold (a double): PostgreSQL's numeric
+    refuses `1e999999` and `0e-999999` outright, and no stored number is near them."""
+    if not _NUMBER_RE.fullmatch(text):
+        return False
+    number = decimal.Decimal(text)
+    return -400 < number.adjusted() < 400

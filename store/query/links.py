@@ -30,7 +30,7 @@ class Links:
                 return link, True
             if link.target == entity and link.reverse == key:
                 return link, False
-        if not _NAME_RE.match(key):
+        if not _NAME_RE.fullmatch(key):
             return None
         if key.endswith("s") and entity.endswith("s"):
             field = entity[:-1] + "Id"

@@ -3,6 +3,10 @@
 Every malformed input raises InvalidArgument naming the offending path (e.g.
 ``todos.$where.priority.$gt``) so a client can find its mistake in a deep query;
 inputs beyond `Limits` raise QueryTooComplex naming the limit. Nothing is clamped.
+
+The parser and both evaluators recurse, and SQLite's parser stack overflows at ~14
+nested `NOT`s (each compiles to `NOT coalesce(…)`), so a `$where` is measured by
+`check_nesting`, without recursion, before anything else touches it.
 """
 
 from __future__ import annotations
@@ -36,12 +40,52 @@ _RESERVED = {"tx"}
 """Response keys next to the entities: an entity cannot be queried under these names."""
 _MAX_OFFSET = 10**9
 _ENTITY_KEYS = {"$where", "$order", "$limit", "$offset", "$after", "$fields"}
+MAX_NESTING = 10
+"""Most `$and`/`$or`/`$not` levels in one `$where` (or rule). Measured: 13 nested NOTs
+inside a link's per-parent query are the most SQLite parses; this leaves room for one
+NOT from `$ne`/`$nin` at the leaf and for the rule ANDed beside the query."""
+MAX_JSON_DEPTH = 100
+"""Deepest JSON anywhere in a `$where` (operands included): no storable row is deeper,
+and the matcher compares values recursively."""
+MAX_PATTERN = 1000
+"""Longest `$like`/`$ilike` pattern, characters (SQLite refuses ~50,000 bytes)."""
+_BOOLEAN = ("$and", "$or", "$not")
+
+
+def check_nesting(raw: Any, where: str) -> None:
+    """QueryTooComplex if `raw` nests `$and/$or/$not` deeper than MAX_NESTING or JSON
+    deeper than MAX_JSON_DEPTH. Iterative, so any input is measured safely."""
+    stack: list[tuple[Any, int, int, Any]] = [(raw, 0, 0, None)]
+    while stack:
+        value, levels, depth, trail = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise QueryTooComplex(f"{_trail(where, trail)}: nests deeper than {MAX_JSON_DEPTH}")
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                nested = levels + (key in _BOOLEAN)
+                here = (trail, key)
+                if nested > MAX_NESTING:
+                    raise QueryTooComplex(
+                        f"{_trail(where, here)}: $and/$or/$not nest deeper than {MAX_NESTING}"
+                    )
+                stack.append((inner, nested, depth + 1, here))
+        elif isinstance(value, list):
+            stack.extend((v, levels, depth + 1, (trail, i)) for i, v in enumerate(value))
+
+
+def _trail(where: str, trail: Any) -> str:
+    """The path `check_nesting` reached, from its (parent, key) links."""
+    keys = []
+    while trail is not None:
+        trail, key = trail
+        keys.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    return where + "".join(reversed(keys))
 
 
 def parse_path(key: str, where: str) -> Path:
     """A dotted attribute path (``address.city``) as a tuple of segments."""
     parts = tuple(key.split("."))
-    if len(parts) > _MAX_PATH or not all(SEGMENT_RE.match(p) for p in parts):
+    if len(parts) > _MAX_PATH or not all(SEGMENT_RE.fullmatch(p) for p in parts):
         raise InvalidArgument(f"{where}: {key!r} is not a valid attribute path")
     return parts
 
@@ -49,6 +93,18 @@ def parse_path(key: str, where: str) -> Path:
 def parse_where(raw: Any, where: str = "$where") -> Node:
     """Parse a `$where` object: keys are paths (with a value or operators) or
     `$and/$or/$not`; several keys are ANDed."""
+    check_nesting(raw, where)
+    return _parse_where(raw, where)
+
+
+def parse_filter(raw: Any, where: str, limits: Limits) -> Node:
+    """A `$where` on its own (GET /api/data `where`), within QUERY_MAX_OPERATORS."""
+    node = parse_where(raw, where)
+    _Budget(limits).spend_operators(count_operators(node), where)
+    return node
+
+
+def _parse_where(raw: Any, where: str) -> Node:
     if not isinstance(raw, dict):
         raise InvalidArgument(f"{where}: must be an object")
     items: list[Node] = []
@@ -57,10 +113,10 @@ def parse_where(raw: Any, where: str = "$where") -> Node:
         if key in ("$and", "$or"):
             if not isinstance(value, list) or not value:
                 raise InvalidArgument(f"{here}: must be a non-empty array of conditions")
-            parts = tuple(parse_where(v, f"{here}[{i}]") for i, v in enumerate(value))
+            parts = tuple(_parse_where(v, f"{here}[{i}]") for i, v in enumerate(value))
             items.append(And(parts) if key == "$and" else Or(parts))
         elif key == "$not":
-            items.append(Not(parse_where(value, here)))
+            items.append(Not(_parse_where(value, here)))
         elif key.startswith("$"):
             raise InvalidArgument(f"{here}: unknown operator {key!r}")
         else:
@@ -106,7 +162,9 @@ def _parse_operator(path: Path, op: str, operand: Any, where: str) -> Node:
     if op in ("$like", "$ilike"):
         if not isinstance(operand, str):
             raise InvalidArgument(f"{where}: must be a string pattern")
-        if re.search(r"(?<!\\)(\\\\)*\\$", operand):
+        if len(operand) > MAX_PATTERN:
+            raise QueryTooComplex(f"{where}: pattern longer than {MAX_PATTERN} characters")
+        if re.search(r"(?<!\\)(\\\\)*\\\Z", operand):
             raise InvalidArgument(f"{where}: pattern ends with an unescaped backslash")
         return Cmp(path, op[1:], operand)
     if op in ("$exists", "$isNull"):
@@ -123,8 +181,10 @@ def _parse_operator(path: Path, op: str, operand: Any, where: str) -> Node:
     raise InvalidArgument(f"{where}: unknown operator {op!r}")
 
 
-def parse_order(raw: str, where: str = "order") -> tuple[OrderKey, ...]:
-    """``-createdAt,title`` → createdAt descending, then title ascending."""
+def parse_order(raw: str, limits: Limits, where: str = "order") -> tuple[OrderKey, ...]:
+    """``-createdAt,title`` → createdAt descending, then title ascending; at most
+    QUERY_MAX_OPERATORS keys, as in a query's `$order`."""
+    _Budget(limits).spend_operators(raw.count(",") + 1, where)
     keys = []
     for part in raw.split(","):
         part = part.strip()
@@ -164,7 +224,7 @@ def parse_query(raw: Any, links: Links, limits: Limits) -> Query:
     entities = []
     budget = _Budget(limits)
     for name, body in raw.items():
-        if name in _RESERVED or not ENTITY_RE.match(name):
+        if name in _RESERVED or not ENTITY_RE.fullmatch(name):
             raise InvalidArgument(
                 f"{name}: not a queryable entity name (^[a-z][a-z0-9_]{{0,62}}$, not 'tx')"
             )
@@ -267,6 +327,6 @@ def _fields(raw: Any, where: str) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(f, str) for f in raw):
         raise InvalidArgument(f"{where}: must be an array of attribute names")
     for i, name in enumerate(raw):
-        if not SEGMENT_RE.match(name):
+        if not SEGMENT_RE.fullmatch(name):
             raise InvalidArgument(f"{where}[{i}]: {name!r} is not a top-level attribute name")
     return tuple(raw)
