@@ -185,16 +185,32 @@ class Store(abc.ABC):
         outside the entity data (accounts, sessions, file metadata). Entity rows are
         written only by the transactor."""
 
+    index_names_sql: str
+    """The names of the indexes on ab_rows, one per row."""
+
     def ensure_index(self, entity: str, path: tuple[str, ...]) -> str:
         """Create, if missing, a partial expression index on attribute `path` of
         `entity` (equality on it, ordered by createdAt); returns the index name.
         Names are validated, not bound (DDL takes no parameters): ValueError if bad."""
         name, ddl = self.dialect.index_sql(entity, path)
-        with self.write() as txn:
-            txn.execute(ddl)
-            for statement in self.dialect.analyze:
-                txn.execute(statement)
+        self.create_indexes([(name, ddl)])
         return name
+
+    def create_indexes(self, indexes: list[tuple[str, str]]) -> None:
+        """Run the DDL of each (name, DDL) whose index is missing, then refresh the
+        planner's statistics so the new ones are chosen: in one transaction under the
+        migration lock, as processes starting together on PostgreSQL would otherwise
+        deadlock on ab_rows (index builds and ANALYZE in different orders)."""
+        with self.write() as txn:
+            for statement in self.migration_lock:
+                txn.execute(statement)
+            existing = {r[0] for r in txn.execute(self.index_names_sql).fetchall()}
+            missing = [ddl for name, ddl in indexes if name not in existing]
+            for ddl in missing:
+                txn.execute(ddl)
+            if missing:
+                for statement in self.dialect.analyze:
+                    txn.execute(statement)
 
     @abc.abstractmethod
     def announce(self, txn: Txn, tx: int) -> None:

@@ -31,6 +31,10 @@ class PostgresStore(Store):
     migrations = POSTGRES
     migration_lock = (f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})",)
     integrity_errors = (psycopg.IntegrityError,)
+    index_names_sql = (
+        "SELECT indexname FROM pg_indexes "
+        "WHERE tablename = 'ab_rows' AND schemaname = current_schema()"
+    )
 
     def __init__(self, url: str, read_threads: int) -> None:
         self.dialect = PostgresDialect()

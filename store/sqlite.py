@@ -30,6 +30,7 @@ class SQLiteStore(Store):
     label = "sqlite"
     migrations = SQLITE
     integrity_errors = (sqlite3.IntegrityError,)
+    index_names_sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ab_rows'"
 
     def __init__(self, url: str) -> None:
         self.dialect = SQLiteDialect()
