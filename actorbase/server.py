@@ -35,6 +35,7 @@ from config.settings import ConfigError, Settings
 from handlers.ratelimit import RateLimits
 from handlers.routes import make_app
 from store.auth_service import AuthService
+from store.base import StoreUnavailable
 from store.factory import open_store
 from store.readpool import ReadPool
 from store.schema import ensure_indexes
@@ -101,8 +102,16 @@ class Server:
             raise SystemExit(f"actorbase: APP {s.app}: {exc}") from None
         token, generated = secrets.admin_token(s.admin_token, s.data_path)
         # Opening and migrating block: keep them off the loop like every other store call.
-        store = await loop.run_in_executor(None, open_store, s.database_url, s.read_threads)
-        applied = await loop.run_in_executor(None, store.migrate)
+        try:
+            store = await loop.run_in_executor(None, open_store, s.database_url, s.read_threads)
+        except StoreUnavailable as exc:
+            raise SystemExit(f"actorbase: {exc}") from None
+        try:
+            await loop.run_in_executor(None, store.claim)
+            applied = await loop.run_in_executor(None, store.migrate)
+        except StoreUnavailable as exc:
+            await loop.run_in_executor(None, store.close)
+            raise SystemExit(f"actorbase: {exc}") from None
         if applied:
             logger.info("applied migrations %s", applied)
         try:

@@ -27,6 +27,11 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class StoreUnavailable(Exception):
+    """This process cannot use the database; the message is one line for the operator
+    (no password), shown as the server's or `migrate`'s only output."""
+
+
 class Txn:
     """Row operations inside one open transaction on one connection.
 
@@ -155,12 +160,20 @@ class Store(abc.ABC):
     """Statements that make concurrent `migrate` calls (several nodes) take turns."""
 
     def migrate(self) -> list[int]:
-        """Apply pending migrations in one transaction; return the versions applied."""
+        """Apply pending migrations in one transaction; return the versions applied.
+        StoreUnavailable if a newer version migrated the database: this code would
+        misread its tables."""
         with self.write() as txn:
             for statement in self.migration_lock:
                 txn.execute(statement)
             txn.execute("CREATE TABLE IF NOT EXISTS ab_migrations (version INTEGER PRIMARY KEY)")
             done = {r[0] for r in txn.execute("SELECT version FROM ab_migrations").fetchall()}
+            known = max(version for version, _ in self.migrations)
+            if done and max(done) > known:
+                raise StoreUnavailable(
+                    f"the database was migrated by a newer actorbase (migration {max(done)}; "
+                    f"this version knows up to {known})"
+                )
             applied = []
             for version, statements in self.migrations:
                 if version in done:
@@ -170,6 +183,11 @@ class Store(abc.ABC):
                 txn.execute("INSERT INTO ab_migrations (version) VALUES (?)", (version,))
                 applied.append(version)
             return applied
+
+    @abc.abstractmethod
+    def claim(self) -> None:
+        """Make sure this process may serve the database (a server, or `migrate`);
+        StoreUnavailable if not."""
 
     @abc.abstractmethod
     def read(self, fn: Callable[[Txn], T]) -> T:
