@@ -122,13 +122,21 @@ class Server:
                 f"{str(exc).splitlines()[0]}"
             ) from None
         reads = ReadPool(store, s.read_threads)
+        # The signing keys live in the database: every process on it uses the same.
+        keep = secrets.kept_in(store.secret, s.data_path)
         # Loads or generates the signing key and a dummy bcrypt hash: blocking.
-        auth = await loop.run_in_executor(None, AuthService.build, s, store, reads)
+        auth = await loop.run_in_executor(None, AuthService.build, s, store, reads, keep)
         # Creates the storage directory or checks the bucket answers: blocking, fails fast.
         try:
-            blobs = await loop.run_in_executor(None, open_blobs, s)
+            blobs = await loop.run_in_executor(None, open_blobs, s, keep)
         except ConfigError as exc:
             raise SystemExit(f"actorbase: configuration error: {exc}") from None
+        if s.is_postgres and blobs.label == "local":
+            logger.warning(
+                "PostgreSQL with local file storage (%s): files stay on this machine, "
+                "other processes (dynos) will not find them; set STORAGE_URL=s3://...",
+                s.storage_url,
+            )
         stats = Stats()
         midnight = utc_midnight_ms()
         stats.active_today.seed(

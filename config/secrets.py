@@ -1,4 +1,5 @@
-"""Secrets that are generated once and kept in DATA_DIR when not configured."""
+"""Secrets that are generated once when not configured: the signing keys in the
+database (every process on it shares them), the admin token in DATA_DIR."""
 
 from __future__ import annotations
 
@@ -23,6 +24,24 @@ def load_or_create(path: Path, make: Callable[[], str]) -> tuple[str, bool]:
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
     return value, True
+
+
+Keep = Callable[[str, Callable[[], str]], str]
+"""(name, make) → the secret `name`, made once by `make` wherever it is kept."""
+
+
+def kept_in(store_secret: Keep, data_dir: Path) -> Keep:
+    """Secrets kept by `store_secret` (the database: `Store.secret`), so every process
+    on one database signs and verifies alike. The first one made is the DATA_DIR file
+    of that name if an older version left one, so existing tokens and URLs stay valid."""
+
+    def keep(name: str, make: Callable[[], str]) -> str:
+        legacy = data_dir / name
+        return store_secret(
+            name, lambda: legacy.read_text().strip() if legacy.is_file() else make()
+        )
+
+    return keep
 
 
 def admin_token(configured: str | None, data_dir: Path) -> tuple[str, bool]:

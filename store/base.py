@@ -184,6 +184,23 @@ class Store(abc.ABC):
                 applied.append(version)
             return applied
 
+    def secret(self, name: str, make: Callable[[], str]) -> str:
+        """The secret `name` in ab_secrets; the first process to ask stores `make()`.
+        On PostgreSQL a concurrent INSERT waits for the other one's COMMIT and then does
+        nothing, and the SELECT after it (a new snapshot) reads the winner's value."""
+        select = "SELECT value FROM ab_secrets WHERE name = ?"
+        with self.transaction() as txn:
+            row = txn.execute(select, (name,)).fetchone()
+            if row is not None:
+                return str(row[0])
+        value = make()
+        with self.transaction() as txn:
+            txn.execute(
+                "INSERT INTO ab_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, value),
+            )
+            return str(txn.execute(select, (name,)).fetchone()[0])
+
     @abc.abstractmethod
     def claim(self) -> None:
         """Make sure this process may serve the database (a server, or `migrate`);
