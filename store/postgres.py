@@ -59,8 +59,11 @@ class PostgresStore(Store):
         self.dialect = PostgresDialect()
         self.url = url.replace("postgres://", "postgresql://", 1)
         self._writer_lock = threading.Lock()
+        self._writer: psycopg.Connection | None = None
+        # One connection first, for its error: the pool would retry for the whole
+        # timeout, logging each attempt. Closed: a function worker never writes.
         try:
-            self._writer: psycopg.Connection | None = self._connect()
+            self._connect().close()
         except psycopg.Error as exc:
             raise StoreUnavailable(_unreachable(self.url, exc)) from None
         self._pool = psycopg_pool.ConnectionPool(
