@@ -233,19 +233,21 @@ class Store(abc.ABC):
 
     def create_indexes(self, indexes: list[tuple[str, str]]) -> None:
         """Run the DDL of each (name, DDL) whose index is missing, then refresh the
-        planner's statistics so the new ones are chosen: in one transaction under the
-        migration lock, as processes starting together on PostgreSQL would otherwise
-        deadlock on ab_rows (index builds and ANALYZE in different orders)."""
+        planner's statistics so the indexes are chosen (SQLite never does it by
+        itself): in one transaction under the migration lock, as processes starting
+        together on PostgreSQL would otherwise deadlock on ab_rows (index builds and
+        ANALYZE in different orders)."""
+        if not indexes:
+            return
         with self.write() as txn:
             for statement in self.migration_lock:
                 txn.execute(statement)
             existing = {r[0] for r in txn.execute(self.index_names_sql).fetchall()}
-            missing = [ddl for name, ddl in indexes if name not in existing]
-            for ddl in missing:
-                txn.execute(ddl)
-            if missing:
-                for statement in self.dialect.analyze:
-                    txn.execute(statement)
+            for name, ddl in indexes:
+                if name not in existing:
+                    txn.execute(ddl)
+            for statement in self.dialect.analyze:
+                txn.execute(statement)
 
     @abc.abstractmethod
     def announce(self, txn: Txn, tx: int) -> None:
