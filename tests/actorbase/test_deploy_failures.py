@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, free_port
 
 BOUND = 30
 """Generous: the server gives up on a silent database after 5 s (CONNECT_TIMEOUT)."""
@@ -46,7 +46,7 @@ def silent_port() -> Iterator[int]:
 
 @pytest.mark.parametrize("command", ["serve", "migrate"])
 def test_a_refused_connection_is_one_line(tmp_path, command):
-    port = ServerProcess(tmp_path, "sqlite:///unused").port  # a free port: nobody listens
+    port = free_port()  # nobody listens there
     url = f"postgresql://someone:hunter2secret@127.0.0.1:{port}/app"
     line = one_line(run(ServerProcess(tmp_path, url), command))
     assert line.startswith(f"actorbase: cannot connect to the database at 127.0.0.1:{port}: ")
