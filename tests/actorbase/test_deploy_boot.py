@@ -12,7 +12,7 @@ import pytest
 
 from tests.serverproc import PostgresDatabase, ServerProcess
 
-APP = str(Path(__file__).parents[1] / "apps" / "schema_app.py")
+APP = str(Path(__file__).parents[1] / "apps" / "indexed_app.py")
 PROCESSES = 4
 ROUNDS = 5
 
