@@ -30,11 +30,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def migrate(settings: Settings) -> int:
+    """Apply pending migrations (the Procfile's release phase). An unreachable or
+    newer database, or an SQLite file a server holds, exits with one line."""
+    from store.base import StoreUnavailable
     from store.factory import open_store
 
-    store = open_store(settings.database_url, 1)
     try:
+        store = open_store(settings.database_url, 1)
+    except StoreUnavailable as exc:
+        raise SystemExit(f"actorbase: {exc}") from None
+    try:
+        store.claim()
         applied = store.migrate()
+    except StoreUnavailable as exc:
+        raise SystemExit(f"actorbase: {exc}") from None
     finally:
         store.close()
     print(

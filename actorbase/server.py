@@ -36,6 +36,7 @@ from handlers.bodylimit import largest_body
 from handlers.ratelimit import RateLimits
 from handlers.routes import make_app
 from store.auth_service import AuthService
+from store.base import StoreUnavailable
 from store.factory import open_store
 from store.readpool import ReadPool
 from store.schema import ensure_indexes
@@ -102,8 +103,16 @@ class Server:
             raise SystemExit(f"actorbase: APP {s.app}: {exc}") from None
         token, generated = secrets.admin_token(s.admin_token, s.data_path)
         # Opening and migrating block: keep them off the loop like every other store call.
-        store = await loop.run_in_executor(None, open_store, s.database_url, s.read_threads)
-        applied = await loop.run_in_executor(None, store.migrate)
+        try:
+            store = await loop.run_in_executor(None, open_store, s.database_url, s.read_threads)
+        except StoreUnavailable as exc:
+            raise SystemExit(f"actorbase: {exc}") from None
+        try:
+            await loop.run_in_executor(None, store.claim)
+            applied = await loop.run_in_executor(None, store.migrate)
+        except StoreUnavailable as exc:
+            await loop.run_in_executor(None, store.close)
+            raise SystemExit(f"actorbase: {exc}") from None
         if applied:
             logger.info("applied migrations %s", applied)
         try:
@@ -114,13 +123,21 @@ class Server:
                 f"{str(exc).splitlines()[0]}"
             ) from None
         reads = ReadPool(store, s.read_threads)
+        # The signing keys live in the database: every process on it uses the same.
+        keep = secrets.kept_in(store.secret, s.data_path)
         # Loads or generates the signing key and a dummy bcrypt hash: blocking.
-        auth = await loop.run_in_executor(None, AuthService.build, s, store, reads)
+        auth = await loop.run_in_executor(None, AuthService.build, s, store, reads, keep)
         # Creates the storage directory or checks the bucket answers: blocking, fails fast.
         try:
-            blobs = await loop.run_in_executor(None, open_blobs, s)
+            blobs = await loop.run_in_executor(None, open_blobs, s, keep)
         except ConfigError as exc:
             raise SystemExit(f"actorbase: configuration error: {exc}") from None
+        if s.is_postgres and blobs.label == "local":
+            logger.warning(
+                "PostgreSQL with local file storage (%s): files stay on this machine, "
+                "other processes (dynos) will not find them; set STORAGE_URL=s3://...",
+                s.storage_url,
+            )
         stats = Stats()
         midnight = utc_midnight_ms()
         stats.active_today.seed(

@@ -22,6 +22,7 @@ from actorbase.errors import (
     NotFound,
     Unauthenticated,
 )
+from config.secrets import Keep
 from config.settings import Settings
 from store import totp
 from store.accounts import (
@@ -90,12 +91,12 @@ class AuthService:
         )
 
     @classmethod
-    def build(cls, settings: Settings, store: Store, reads: ReadPool) -> AuthService:
+    def build(cls, settings: Settings, store: Store, reads: ReadPool, keep: Keep) -> AuthService:
         """Load (or generate once) the signing key and start the bcrypt pool. Blocks.
 
         Raises SystemExit with one line when JWT_PRIVATE_KEY is unusable."""
         try:
-            key = load_signing_key(settings.jwt_private_key, settings.data_path)
+            key = load_signing_key(settings.jwt_private_key, keep)
         except ValueError as exc:
             raise SystemExit(f"actorbase: JWT_PRIVATE_KEY: {exc}") from None
         lifetimes = Lifetimes(

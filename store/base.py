@@ -27,6 +27,11 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class StoreUnavailable(Exception):
+    """This process cannot use the database; the message is one line for the operator
+    (no password), shown as the server's or `migrate`'s only output."""
+
+
 class Txn:
     """Row operations inside one open transaction on one connection.
 
@@ -155,12 +160,20 @@ class Store(abc.ABC):
     """Statements that make concurrent `migrate` calls (several nodes) take turns."""
 
     def migrate(self) -> list[int]:
-        """Apply pending migrations in one transaction; return the versions applied."""
+        """Apply pending migrations in one transaction; return the versions applied.
+        StoreUnavailable if a newer version migrated the database: this code would
+        misread its tables."""
         with self.write() as txn:
             for statement in self.migration_lock:
                 txn.execute(statement)
             txn.execute("CREATE TABLE IF NOT EXISTS ab_migrations (version INTEGER PRIMARY KEY)")
             done = {r[0] for r in txn.execute("SELECT version FROM ab_migrations").fetchall()}
+            known = max(version for version, _ in self.migrations)
+            if done and max(done) > known:
+                raise StoreUnavailable(
+                    f"the database was migrated by a newer actorbase (migration {max(done)}; "
+                    f"this version knows up to {known})"
+                )
             applied = []
             for version, statements in self.migrations:
                 if version in done:
@@ -170,6 +183,28 @@ class Store(abc.ABC):
                 txn.execute("INSERT INTO ab_migrations (version) VALUES (?)", (version,))
                 applied.append(version)
             return applied
+
+    def secret(self, name: str, make: Callable[[], str]) -> str:
+        """The secret `name` in ab_secrets; the first process to ask stores `make()`.
+        On PostgreSQL a concurrent INSERT waits for the other one's COMMIT and then does
+        nothing, and the SELECT after it (a new snapshot) reads the winner's value."""
+        select = "SELECT value FROM ab_secrets WHERE name = ?"
+        with self.transaction() as txn:
+            row = txn.execute(select, (name,)).fetchone()
+            if row is not None:
+                return str(row[0])
+        value = make()
+        with self.transaction() as txn:
+            txn.execute(
+                "INSERT INTO ab_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, value),
+            )
+            return str(txn.execute(select, (name,)).fetchone()[0])
+
+    @abc.abstractmethod
+    def claim(self) -> None:
+        """Make sure this process may serve the database (a server, or `migrate`);
+        StoreUnavailable if not."""
 
     @abc.abstractmethod
     def read(self, fn: Callable[[Txn], T]) -> T:
@@ -185,16 +220,34 @@ class Store(abc.ABC):
         outside the entity data (accounts, sessions, file metadata). Entity rows are
         written only by the transactor."""
 
+    index_names_sql: str
+    """The names of the indexes on ab_rows, one per row."""
+
     def ensure_index(self, entity: str, path: tuple[str, ...]) -> str:
         """Create, if missing, a partial expression index on attribute `path` of
         `entity` (equality on it, ordered by createdAt); returns the index name.
         Names are validated, not bound (DDL takes no parameters): ValueError if bad."""
         name, ddl = self.dialect.index_sql(entity, path)
+        self.create_indexes([(name, ddl)])
+        return name
+
+    def create_indexes(self, indexes: list[tuple[str, str]]) -> None:
+        """Run the DDL of each (name, DDL) whose index is missing, then refresh the
+        planner's statistics so the indexes are chosen (SQLite never does it by
+        itself): in one transaction under the migration lock, as processes starting
+        together on PostgreSQL would otherwise deadlock on ab_rows (index builds and
+        ANALYZE in different orders)."""
+        if not indexes:
+            return
         with self.write() as txn:
-            txn.execute(ddl)
+            for statement in self.migration_lock:
+                txn.execute(statement)
+            existing = {r[0] for r in txn.execute(self.index_names_sql).fetchall()}
+            for name, ddl in indexes:
+                if name not in existing:
+                    txn.execute(ddl)
             for statement in self.dialect.analyze:
                 txn.execute(statement)
-        return name
 
     @abc.abstractmethod
     def announce(self, txn: Txn, tx: int) -> None:

@@ -112,6 +112,11 @@ _SESSION_ENDS = [
     "CREATE INDEX ab_sessions_expires ON ab_sessions (expires_at)",
 ]
 
+_SECRETS = [
+    # Generated keys every process on the database shares (config.secrets.kept_in).
+    "CREATE TABLE ab_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+]
+
 
 SQLITE: list[tuple[int, list[str]]] = [
     (
@@ -150,6 +155,7 @@ SQLITE: list[tuple[int, list[str]]] = [
         ),
     ),
     (5, _SESSION_ENDS),
+    (6, _SECRETS),
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -189,4 +195,5 @@ POSTGRES: list[tuple[int, list[str]]] = [
         ),
     ),
     (5, _SESSION_ENDS),
+    (6, _SECRETS),
 ]

@@ -14,8 +14,9 @@ from typing import TypeVar
 
 import psycopg
 import psycopg_pool
+from psycopg.conninfo import conninfo_to_dict
 
-from store.base import Store, Txn, open_txn
+from store.base import Store, StoreUnavailable, Txn, open_txn
 from store.dialect import PostgresDialect
 from store.migrations import POSTGRES
 from store.txfeed import CHANNEL
@@ -26,26 +27,64 @@ _MIGRATION_LOCK = 7_700_001
 """Advisory lock id: several nodes starting at once migrate one at a time."""
 
 
+CONNECT_TIMEOUT = 5
+"""Seconds to wait for the database to answer a connection (libpq connect_timeout)."""
+
+
+def _unreachable(url: str, exc: Exception) -> str:
+    """One line naming where the database was looked for and why it failed; libpq's
+    messages never carry the password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return f"DATABASE_URL is not a valid PostgreSQL URL: {str(exc).splitlines()[0]}"
+    where = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"cannot connect to the database at {where}: {reason}"
+
+
 class PostgresStore(Store):
     label = "postgresql"
     migrations = POSTGRES
     migration_lock = (f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})",)
     integrity_errors = (psycopg.IntegrityError,)
+    index_names_sql = (
+        "SELECT indexname FROM pg_indexes "
+        "WHERE tablename = 'ab_rows' AND schemaname = current_schema()"
+    )
 
     def __init__(self, url: str, read_threads: int) -> None:
+        """Connect now: StoreUnavailable (one line) if the database does not answer
+        within CONNECT_TIMEOUT, rather than the pool's retries and traceback."""
         self.dialect = PostgresDialect()
         self.url = url.replace("postgres://", "postgresql://", 1)
+        self._writer_lock = threading.Lock()
+        self._writer: psycopg.Connection | None = None
+        # One connection first, for its error: the pool would retry for the whole
+        # timeout, logging each attempt. Closed: a function worker never writes.
+        try:
+            self._connect().close()
+        except psycopg.Error as exc:
+            raise StoreUnavailable(_unreachable(self.url, exc)) from None
         self._pool = psycopg_pool.ConnectionPool(
             self.url,
             min_size=1,
             max_size=read_threads,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
             open=False,
             timeout=30,
         )
-        self._pool.open(wait=True, timeout=30)
-        self._writer: psycopg.Connection | None = None
-        self._writer_lock = threading.Lock()
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except psycopg_pool.PoolTimeout as exc:
+            self.close()
+            raise StoreUnavailable(_unreachable(self.url, exc)) from None
+
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+
+    def claim(self) -> None:
+        """Any number of processes may share a PostgreSQL database."""
 
     def read(self, fn: Callable[[Txn], T]) -> T:
         with self._pool.connection() as conn:
@@ -57,7 +96,7 @@ class PostgresStore(Store):
 
     def _writer_conn(self) -> psycopg.Connection:
         if self._writer is None or self._writer.closed or self._writer.broken:
-            self._writer = psycopg.connect(self.url, autocommit=True)
+            self._writer = self._connect()
         return self._writer
 
     @contextlib.contextmanager

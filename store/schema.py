@@ -213,26 +213,23 @@ def _dict(value: Any, where: str) -> dict[str, Any]:
 def ensure_indexes(store: Store, schema: Schema) -> list[str]:
     """Create (if missing) every declared index and one unique index per unique
     attribute; returns their names. Existing duplicates make this fail (at start)."""
-    names = []
+    indexes = []
     for entity, spec in schema.entities.items():
         paths = list(spec.indexes) + [(n,) for n, a in spec.attributes.items() if a.index]
-        for path in paths:
-            names.append(store.ensure_index(entity, path))
-        for name, attr in spec.attributes.items():
-            if attr.unique:
-                names.append(_ensure_unique(store, entity, name))
-    return names
+        indexes += [store.dialect.index_sql(entity, path) for path in paths]
+        indexes += [
+            _unique_index(store, entity, name)
+            for name, attr in spec.attributes.items()
+            if attr.unique
+        ]
+    store.create_indexes(indexes)
+    return [name for name, _ in indexes]
 
 
-def _ensure_unique(store: Store, entity: str, name: str) -> str:
+def _unique_index(store: Store, entity: str, name: str) -> tuple[str, str]:
     digest = hashlib.blake2s(f"{entity}:{name}".encode(), digest_size=8).hexdigest()
     index = f"ab_ux_{entity[:40]}_{digest}"
-    ddl = (
+    return index, (
         f'CREATE UNIQUE INDEX IF NOT EXISTS "{index}" ON ab_rows '
         f"(({store.dialect.value((name,))})) WHERE entity = {entity_literal(entity)}"
     )
-    with store.write() as txn:
-        for statement in store.migration_lock:  # several nodes starting at once take turns
-            txn.execute(statement)
-        txn.execute(ddl)
-    return index

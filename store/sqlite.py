@@ -8,13 +8,15 @@ commits).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from store.base import Store, Txn, open_txn
+from store.base import Store, StoreUnavailable, Txn, open_txn
 from store.dialect import SQLiteDialect
 from store.migrations import SQLITE
 
@@ -30,6 +32,7 @@ class SQLiteStore(Store):
     label = "sqlite"
     migrations = SQLITE
     integrity_errors = (sqlite3.IntegrityError,)
+    index_names_sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ab_rows'"
 
     def __init__(self, url: str) -> None:
         self.dialect = SQLiteDialect()
@@ -40,6 +43,25 @@ class SQLiteStore(Store):
         self._writer_lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._claim: int | None = None
+
+    def claim(self) -> None:
+        """One server per file: a second one would never hear of the first one's
+        commits (live queries follow their own process's transactor), nor would
+        `migrate` be safe under a running server. An exclusive flock on a file beside
+        the database, held until `close` or the process ends, so a crash frees it.
+        Function workers open the file without claiming it."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreUnavailable(
+                f"another actorbase process is using {self.path} (it holds {lock}); "
+                "SQLite serves one process: use PostgreSQL for more"
+            ) from None
+        self._claim = fd
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -96,3 +118,6 @@ class SQLiteStore(Store):
                     conn.close()
             self._all.clear()
         self._writer = None
+        if self._claim is not None:
+            os.close(self._claim)
+            self._claim = None

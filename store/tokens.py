@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import secrets
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -21,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from actorbase.errors import Unauthenticated
-from config.secrets import load_or_create
+from config.secrets import Keep
 
 ISSUER = "actorbase"
 AUDIENCE = "actorbase"
@@ -126,12 +125,11 @@ class SigningKey:
         return {"keys": [self._jwk]}
 
 
-def load_signing_key(configured: str | None, data_dir: Path) -> SigningKey:
-    """JWT_PRIVATE_KEY, else DATA_DIR/jwt_private_key.pem generated once (mode 0600).
+def load_signing_key(configured: str | None, keep: Keep) -> SigningKey:
+    """JWT_PRIVATE_KEY, else one generated once and kept in the database (`keep`).
 
     Raises ValueError with a one-line reason when the key is unusable."""
     if configured:
         # A PEM pasted into a one-line config var arrives with literal "\\n"s.
         return SigningKey(configured.replace("\\n", "\n"))
-    pem, _ = load_or_create(data_dir / "jwt_private_key.pem", _generate_pem)
-    return SigningKey(pem)
+    return SigningKey(keep("jwt_private_key.pem", _generate_pem))

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from config.secrets import Keep
 from config.settings import Settings
 from store.storage.base import Blobs
 
 
-def open_blobs(settings: Settings) -> Blobs:
-    """The backend STORAGE_URL names. Blocks (creates directories, or checks the
-    bucket answers); raises ConfigError if it cannot be used."""
+def open_blobs(settings: Settings, keep: Keep) -> Blobs:
+    """The backend STORAGE_URL names; local storage signs its URLs with a key from
+    `keep`. Blocks (creates directories, or checks the bucket answers); raises
+    ConfigError if it cannot be used."""
     url = settings.storage_url
     if url.startswith("s3://"):
         from store.storage.s3 import S3Blobs
@@ -20,4 +22,4 @@ def open_blobs(settings: Settings) -> Blobs:
         return S3Blobs(parts.netloc, parts.path, settings.s3_endpoint_url)
     from store.storage.local import LocalBlobs
 
-    return LocalBlobs(Path(url.removeprefix("file://")), settings.data_path)
+    return LocalBlobs(Path(url.removeprefix("file://")), keep)

@@ -20,7 +20,7 @@ from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
 from actorbase.errors import PermissionDenied
-from config import secrets as config_secrets
+from config.secrets import Keep
 from store.storage.base import Blobs, BlobWriter, new_key
 
 SIGNED_PREFIX = "/api/files/"
@@ -74,15 +74,13 @@ class LocalWriter(BlobWriter):
 class LocalBlobs(Blobs):
     label = "local"
 
-    def __init__(self, root: Path, data_dir: Path) -> None:
+    def __init__(self, root: Path, keep: Keep) -> None:
         super().__init__()
         self.root = root
         (root / "objects").mkdir(parents=True, exist_ok=True)
         (root / "tmp").mkdir(exist_ok=True)
-        secret, _ = config_secrets.load_or_create(
-            data_dir / "storage_url_key", lambda: secrets.token_urlsafe(32)
-        )
-        self._key = secret.encode()
+        # Shared by every process on the database, so a URL one signs, any serves.
+        self._key = keep("storage_url_key", lambda: secrets.token_urlsafe(32)).encode()
         self._sweep()
 
     def _sweep(self) -> None:

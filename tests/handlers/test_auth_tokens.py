@@ -204,7 +204,7 @@ def victim(server) -> dict:
     account = signup(Api(server.url))
     header = jwt.get_unverified_header(account.access)
     payload = jwt.decode(account.access, options={"verify_signature": False})
-    pem = (server.data_dir / "jwt_private_key.pem").read_text()
+    pem = server.sql("SELECT value FROM ab_secrets WHERE name = 'jwt_private_key.pem'")[0][0]
     key = serialization.load_pem_private_key(pem.encode(), password=None)
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
