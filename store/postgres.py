@@ -31,6 +31,7 @@ class PostgresStore(Store):
     migrations = POSTGRES
     migration_lock = (f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})",)
     integrity_errors = (psycopg.IntegrityError,)
+    input_errors = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)
 
     def __init__(self, url: str, read_threads: int) -> None:
         self.dialect = PostgresDialect()

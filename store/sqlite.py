@@ -30,6 +30,7 @@ class SQLiteStore(Store):
     label = "sqlite"
     migrations = SQLITE
     integrity_errors = (sqlite3.IntegrityError,)
+    input_errors = (sqlite3.DataError,)
 
     def __init__(self, url: str) -> None:
         self.dialect = SQLiteDialect()
