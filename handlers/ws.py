@@ -59,6 +59,9 @@ logger = logging.getLogger(__name__)
 
 SUB_ID_MAX = 128
 
+SETTLE_TURN = 0.05
+"""Seconds a stopping server gives a socket's already-sent frames to be answered."""
+
 
 def dumps(value: Any) -> str:
     return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
@@ -341,6 +344,9 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         the server stops; a mutation received from now on is refused at once)."""
         while self._tasks:
             await asyncio.wait(list(self._tasks))
+        # Frames the client sent before the stop but still in the socket's buffers are
+        # handled one per loop turn, each answered at once: a moment for them to be.
+        await asyncio.sleep(SETTLE_TURN)
 
     def _mutate_error(self, mut_id: str, exc: ApiError) -> None:
         self.send({"type": "mutate-error", "id": mut_id, **exc.to_wire()})
