@@ -92,7 +92,8 @@ class Transactor(pykka.ThreadingActor):
         self._group_max = group_max if group_commit else 1
         self._listeners: list[Listener] = list(listeners or ())
         self._on_death = on_death
-        """Told, on this thread, when the actor stops other than by `stop`."""
+        """Told, on this thread, when the actor fails or stops (actors.writer tells a
+        death from its own `stop`)."""
         self._inflight: list[Mutation] = []
         """The group being committed: failed by `on_failure` if the actor dies."""
         self.commits = 0
