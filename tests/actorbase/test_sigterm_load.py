@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import signal
 import threading
 import time
@@ -61,11 +62,13 @@ async def _ws_writer(base: str, token: str, n: int, log: dict[str, Sent]) -> int
             id = f"w{n}-{i}"
             i += 1
             op = {"op": "set", "entity": "sigterm", "id": id, "data": {"n": i}}
+            # Logged first: the answer may be read before this write's future resolves.
+            log[id] = sent = Sent(math.inf)
             try:
                 await ws.write_message(ujson.dumps({"type": "mutate", "id": id, "ops": [op]}))
             except tornado.websocket.WebSocketClosedError:
                 return
-            log.setdefault(id, Sent(time.monotonic()))
+            sent.at = time.monotonic()
 
     sender = asyncio.ensure_future(send())
     while (text := await ws.read_message()) is not None:
