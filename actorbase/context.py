@@ -12,13 +12,11 @@ from store.query.links import Links
 from store.stats import Stats
 
 if TYPE_CHECKING:
-    import pykka
-
     from actors.dispatcher import Dispatcher
     from actors.functions import FunctionPool
     from actors.hub import Hub
     from actors.room import Rooms
-    from actors.transactor import Transactor
+    from actors.writer import Writer
     from config.settings import Settings
     from handlers.ratelimit import RateLimits
     from store.auth_service import AuthService
@@ -34,7 +32,8 @@ class Context:
     settings: Settings
     store: Store
     reads: ReadPool
-    transactor: pykka.ActorRef[Transactor]
+    transactor: Writer
+    """The supervised writer: pass it to actors.transactor.submit."""
     limiter: RateLimits
     admin_token: str
     auth: AuthService

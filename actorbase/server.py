@@ -3,14 +3,17 @@
 Order: bind the socket (fail fast if the port is taken), the APP definition,
 secrets, store and migrations, the app's indexes, the read pool, accounts, file
 storage, the transactor, the function workers, then serve.
-Stopping (SIGTERM/SIGINT) stops accepting, lets in-flight requests and queued
-writes finish, closes the sockets and the store, and returns, all within
-SHUTDOWN_TIMEOUT.
+Stopping (SIGTERM/SIGINT) stops accepting, answers every request and WebSocket
+mutation already received (each socket is closed with 1001 only after its answers),
+lets queued writes commit, closes the store, and returns 0, all within
+SHUTDOWN_TIMEOUT. A writer that cannot be kept alive (actors.writer) stops the
+process the same way, with exit status 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import signal
@@ -28,7 +31,8 @@ from actors.hub import Hub, UserLoad
 from actors.periodic import every
 from actors.room import Rooms
 from actors.runtime import bind_loop
-from actors.transactor import AddListener, ChangeSet, Transactor
+from actors.transactor import ChangeSet, Transactor
+from actors.writer import Writer
 from config import secrets
 from config.app import AppError, load_app
 from config.settings import ConfigError, Settings
@@ -69,6 +73,7 @@ class Server:
         self._stopping = asyncio.Event()
         self._feed: TxFeed | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self.exit_code = 0
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -143,8 +148,16 @@ class Server:
         stats.active_today.seed(
             midnight, await reads.read(lambda txn: sessions_since(txn, midnight))
         )
-        transactor = Transactor.start(
-            store, s.group_commit, s.group_commit_max, stats.mutations, app.schema
+        transactor = Writer(
+            functools.partial(
+                Transactor.start,
+                store,
+                s.group_commit,
+                s.group_commit_max,
+                stats.mutations,
+                app.schema,
+            ),
+            on_give_up=lambda reason: loop.call_soon_threadsafe(self._give_up, reason),
         )
         functions = None
         if app.functions:
@@ -161,7 +174,7 @@ class Server:
             try:
                 await functions.start()
             except RuntimeError as exc:
-                await loop.run_in_executor(None, transactor.stop)
+                await loop.run_in_executor(None, transactor.stop, s.shutdown_timeout)
                 raise SystemExit(f"actorbase: APP {s.app}: {exc}") from None
         # Live queries hear of every commit, in tx order, before any socket is accepted:
         # on PostgreSQL from the database, as other processes may share it.
@@ -174,7 +187,7 @@ class Server:
             )
             await loop.run_in_executor(None, self._feed.start)
         else:
-            transactor.tell(AddListener(dispatcher.listener))
+            transactor.add_listener(dispatcher.listener)
         hub = Hub(
             reads,
             auth.accounts,
@@ -230,13 +243,18 @@ class Server:
             self._sweeper.cancel()
         if ctx is None:
             return
+        # From here responses say `Connection: close` and WebSocket mutations are refused.
         ctx.shutting_down = True
         # WebSockets and SSE streams never finish on their own: close them (1001),
-        # which stops their connection actors, before waiting for requests.
+        # which stops their connection actors, once their pending mutations are answered.
         if ctx.hub is not None:
-            ctx.hub.close_all()
-        # Polled only while stopping: an Event would cost every request a check.
-        while ctx.http_inflight > 0 and loop.time() < deadline:  # noqa: ASYNC110
+            await ctx.hub.close_all(max(0.1, deadline - loop.time()))
+        # Polled only while stopping: an Event would cost every request a check. None
+        # in flight at two polls in a row: a request that was still being read (sent
+        # before the signal) has had its turn to start before idle connections close.
+        idle = 0
+        while idle < 2 and loop.time() < deadline:
+            idle = idle + 1 if ctx.http_inflight == 0 else 0
             await asyncio.sleep(0.01)
         if self._http is not None:
             try:
@@ -248,9 +266,7 @@ class Server:
         if ctx.functions is not None:
             ctx.functions.stop()
         # The transactor finishes every mutation queued before the stop message.
-        await loop.run_in_executor(
-            None, lambda: ctx.transactor.stop(block=True, timeout=max(0.1, deadline - loop.time()))
-        )
+        await loop.run_in_executor(None, ctx.transactor.stop, max(0.1, deadline - loop.time()))
         if self._feed is not None:
             await loop.run_in_executor(None, self._feed.stop)
         await loop.run_in_executor(None, ctx.blobs.close)
@@ -259,6 +275,13 @@ class Server:
         await loop.run_in_executor(None, ctx.store.close)
         logger.info("stopped")
 
+    def _give_up(self, reason: str) -> None:
+        """The writer cannot be kept alive: stop, and exit non-zero so that the
+        platform (a process manager, Heroku) starts the process afresh."""
+        logger.critical("stopping: %s", reason)
+        self.exit_code = 1
+        self._stopping.set()
+
 
 def serve(settings: Settings) -> int:
     logging.basicConfig(
@@ -266,5 +289,6 @@ def serve(settings: Settings) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    asyncio.run(Server(settings).run())
-    return 0
+    server = Server(settings)
+    asyncio.run(server.run())
+    return server.exit_code

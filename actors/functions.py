@@ -21,11 +21,11 @@ import signal
 import sys
 from typing import Any
 
-import pykka
 import ujson
 
 from actorbase.errors import ApiError, Conflict, Internal, NotFound, ResourceExceeded
-from actors.transactor import Transactor, submit
+from actors.transactor import submit
+from actors.writer import Writer
 from config.app import App
 from store.function_worker import MAX_FRAME, encode_frame
 from store.functions import ERROR_CODES, ReadSet, StaleRead, op_from_json
@@ -116,7 +116,7 @@ class FunctionPool:
     def __init__(
         self,
         app: App,
-        transactor: pykka.ActorRef[Transactor],
+        transactor: Writer,
         *,
         database_url: str,
         size: int,

@@ -70,6 +70,10 @@ class Watched(Protocol):
     def close_for(self, code: int, reason: str) -> None:
         """Close with a code and reason the client sees."""
 
+    async def settle(self) -> None:
+        """Return once everything the client sent has been answered (the server is
+        stopping: new work is refused meanwhile)."""
+
 
 class Hub:
     """Open connections by kind; starts and stops the periodic checks."""
@@ -101,12 +105,13 @@ class Hub:
             asyncio.ensure_future(every(check, self._check_sessions, "session check")),
         ]
 
-    def close_all(self) -> None:
-        """Stop the checks and close every connection (1001: the server is stopping)."""
+    async def close_all(self, grace: float) -> None:
+        """Stop the checks and close every connection with 1001 (the server is
+        stopping), each as soon as it has answered what its client sent, or after
+        `grace` seconds: a mutate-ok must not go out after the close frame."""
         for task in self._tasks:
             task.cancel()
-        for conn in list(self._all()):
-            conn.close_for(CLOSE_GOING_AWAY, "Server is shutting down")
+        await asyncio.gather(*(_close_settled(conn, grace) for conn in list(self._all())))
 
     def _all(self) -> Iterator[Watched]:
         yield from self.websockets
@@ -229,6 +234,14 @@ class Staggered:
         # The identity hash, mixed: objects of one size sit at regular addresses, which
         # a plain modulo would bunch into a few groups.
         return self._groups[(hash(conn) * 0x9E3779B1 >> 12) % self.steps]
+
+
+async def _close_settled(conn: Watched, grace: float) -> None:
+    try:
+        await asyncio.wait_for(conn.settle(), grace)
+    except TimeoutError:
+        logger.warning("closing a connection with answers still owed")
+    conn.close_for(CLOSE_GOING_AWAY, "Server is shutting down")
 
 
 def _steps(interval: float) -> int:

@@ -4,30 +4,39 @@ It runs on a thread of its own (database I/O blocks). Each `Mutation` gets a tx 
 inside the database transaction, is acknowledged only after COMMIT, and its change
 set is published to listeners only after COMMIT, in tx order. When mutations queue
 up they are committed together in one database transaction (group commit), each
-inside its own savepoint, so one failing mutation never drags the others down.
+inside its own savepoint, so one failing mutation, whatever the failure, never drags
+the others down.
+
+Nothing a client does can raise on this actor's thread: a reply whose caller gave up
+(a WebSocket closed, an awaiting task cancelled) is dropped, never set twice. Should
+anything escape anyway, pykka stops the actor; `on_failure` fails the group in flight
+and tells `on_death`, with which `actors.writer.Writer` starts a successor.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import queue
 import time
 from collections.abc import Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from actorbase.errors import ApiError, Conflict, Internal
+from actorbase.errors import ApiError, Conflict, Internal, InvalidArgument
 from store import schema_stats
-from store.base import Store
+from store.base import Store, Txn
 from store.mutations import Change, Op, Outcome, apply_ops
 from store.principal import Principal
 from store.schema import Schema
 from store.stats import Meter
 
 if TYPE_CHECKING:
+    from actors.writer import Writer
     from store.functions import ReadSet
 
 logger = logging.getLogger(__name__)
@@ -71,6 +80,8 @@ class Transactor(pykka.ThreadingActor):
         group_max: int = 256,
         meter: Meter | None = None,
         schema: Schema | None = None,
+        listeners: list[Listener] | None = None,
+        on_death: Callable[[Transactor], None] | None = None,
     ) -> None:
         super().__init__()
         self._store = store
@@ -79,14 +90,21 @@ class Transactor(pykka.ThreadingActor):
         self._meter = meter
         """Counts committed mutations; written on this actor's thread only."""
         self._group_max = group_max if group_commit else 1
-        self._listeners: list[Listener] = []
+        self._listeners: list[Listener] = list(listeners or ())
+        self._on_death = on_death
+        """Told, on this thread, when the actor fails or stops (actors.writer tells a
+        death from its own `stop`)."""
+        self._inflight: list[Mutation] = []
+        """The group being committed: failed by `on_failure` if the actor dies."""
         self.commits = 0
         """Database transactions committed (fewer than mutations when grouping)."""
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Mutation):
             group, deferred = self._gather(message)
-            self._commit(group)
+            if group:
+                self._commit(group)
+            self._inflight = []
             if deferred is not None:
                 self._handle_deferred(deferred)
             return None
@@ -99,18 +117,22 @@ class Transactor(pykka.ThreadingActor):
         """Take the mutations already queued behind `first`, up to the group size.
 
         Stops at the first other message, which is handled right after the commit
-        so mailbox order is kept.
+        so mailbox order is kept. Mutations whose caller gave up before they ran are
+        dropped unapplied.
         """
-        group = [first]
-        while len(group) < self._group_max:
+        # Kept on the actor as it grows: claimed replies are failed if the actor dies.
+        group = self._inflight = [first] if _claim(first) else []
+        taken = 1
+        while taken < self._group_max:
             try:
                 envelope = self.actor_inbox.get_nowait()  # type: ignore[attr-defined]
             except queue.Empty:
                 break
-            if isinstance(envelope.message, Mutation):
-                group.append(envelope.message)
-            else:
+            if not isinstance(envelope.message, Mutation):
                 return group, envelope
+            taken += 1
+            if _claim(envelope.message):
+                group.append(envelope.message)
         return group, None
 
     def _handle_deferred(self, envelope: Any) -> None:
@@ -128,23 +150,8 @@ class Transactor(pykka.ThreadingActor):
         outcomes: list[Outcome | ApiError] = []
         try:
             with self._store.write() as txn:
-                for mutation in group:
-                    try:
-                        with txn.savepoint():
-                            tx = txn.next_tx()
-                            if mutation.reads is not None:
-                                mutation.reads.check(txn)  # after next_tx: see store.functions
-                            outcomes.append(
-                                apply_ops(txn, mutation.ops, mutation.principal, tx, self._schema)
-                            )
-                    except ApiError as exc:
-                        outcomes.append(exc)
-                    except self._store.integrity_errors as exc:
-                        outcomes.append(Conflict(f"Conflict: {_first_line(exc)}"))
-                # Introspection counters move once per group, for the mutations that
-                # succeeded, in the same transaction as their rows.
+                outcomes = [self._apply(txn, mutation) for mutation in group]
                 done = [o for o in outcomes if isinstance(o, Outcome)]
-                schema_stats.apply(txn, [c for o in done for c in o.changes])
                 if done:
                     # Other processes on the same database hear of it at COMMIT.
                     self._store.announce(txn, done[-1].tx)
@@ -154,17 +161,54 @@ class Transactor(pykka.ThreadingActor):
             outcomes = [Internal() for _ in group]
         committed = time.monotonic()
         for mutation, outcome in zip(group, outcomes, strict=True):
-            if isinstance(outcome, Outcome):
-                if self._meter is not None:
-                    self._meter.record(committed - mutation.queued_at)
-                mutation.reply.set_result(outcome)
-            else:
-                mutation.reply.set_exception(outcome)
+            if isinstance(outcome, Outcome) and self._meter is not None:
+                self._meter.record(committed - mutation.queued_at)
+            answer(mutation.reply, outcome)
         # After the replies: on the loop a writer's answer goes out before the fan-out of
         # its diff (which took 30 ms to 1,000 sockets), as through store.txfeed.
         for outcome in outcomes:
             if isinstance(outcome, Outcome):
                 self._publish(ChangeSet(outcome.tx, outcome.changes))
+
+    def _apply(self, txn: Txn, mutation: Mutation) -> Outcome | ApiError:
+        """One mutation in its own savepoint: everything it does (rows, tx log,
+        introspection counters) commits or rolls back together, and any failure,
+        expected or not, is its own answer and no other mutation's."""
+        try:
+            with txn.savepoint():
+                tx = txn.next_tx()
+                if mutation.reads is not None:
+                    mutation.reads.check(txn)  # after next_tx: see store.functions
+                outcome = apply_ops(txn, mutation.ops, mutation.principal, tx, self._schema)
+                schema_stats.apply(txn, outcome.changes)
+        except ApiError as exc:
+            return exc
+        except self._store.integrity_errors as exc:
+            return Conflict(f"Conflict: {_first_line(exc)}")
+        except self._store.input_errors as exc:
+            return InvalidArgument(f"The database cannot store this: {_first_line(exc)}")
+        except Exception:
+            logger.exception("mutation of %d ops failed", len(mutation.ops))
+            return Internal()
+        return outcome
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # pykka logged the exception and stops the actor after this returns.
+        for mutation in self._inflight:
+            answer(mutation.reply, Internal())
+        if self._on_death is not None:
+            self._on_death(self)
+
+    def on_stop(self) -> None:
+        # Called by `stop`, and by pykka when a BaseException escaped; the writer tells
+        # the two apart.
+        if self._on_death is not None:
+            self._on_death(self)
 
     def _publish(self, changeset: ChangeSet) -> None:
         for listener in self._listeners:
@@ -175,20 +219,39 @@ class Transactor(pykka.ThreadingActor):
 
 
 def submit(
-    transactor: pykka.ActorRef[Transactor],
+    transactor: Writer | pykka.ActorRef[Transactor],
     ops: list[Op],
     principal: Principal,
     reads: ReadSet | None = None,
 ) -> concurrent.futures.Future[Outcome]:
     """Queue a mutation; the future resolves after COMMIT (wrap it with
     `asyncio.wrap_future` on the IOLoop). A stopped transactor fails the future;
-    `reads` that went stale fail it with StaleRead."""
+    `reads` that went stale fail it with StaleRead. Cancelling the future before the
+    transactor takes the mutation drops it unapplied; after, only the answer is lost."""
     reply: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
     try:
         transactor.tell(Mutation(ops, principal, reply, reads=reads))
     except pykka.ActorDeadError:
         reply.set_exception(Internal("The server is shutting down"))
     return reply
+
+
+def _claim(mutation: Mutation) -> bool:
+    """Mark the reply running, so its caller can no longer cancel it; False if the
+    caller gave up already (or it was settled: nobody is left to answer)."""
+    try:
+        return mutation.reply.set_running_or_notify_cancel()
+    except RuntimeError:
+        return False
+
+
+def answer(reply: concurrent.futures.Future[Outcome], outcome: Outcome | ApiError) -> None:
+    """Settle `reply` unless it already is; never raises."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        if isinstance(outcome, Outcome):
+            reply.set_result(outcome)
+        else:
+            reply.set_exception(outcome)
 
 
 def _first_line(exc: BaseException) -> str:

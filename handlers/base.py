@@ -131,6 +131,13 @@ class ApiHandler(tornado.web.RequestHandler):
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Access-Control-Expose-Headers", cors.EXPOSED_HEADERS)
 
+    def finish(self, chunk: Any = None) -> Any:
+        if self.ctx.shutting_down and not self._headers_written:
+            # Stopping: the client sends no further request on this connection, so the
+            # requests in flight run out (the listening socket is closed already).
+            self.set_header("Connection", "close")
+        return super().finish(chunk)
+
     def on_finish(self) -> None:
         if getattr(self, "_counted", False):
             self.ctx.http_inflight -= 1

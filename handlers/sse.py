@@ -115,6 +115,9 @@ class SubscribeHandler(ApiHandler):
     def heartbeat(self) -> None:
         self.send_bytes(b": ping\n\n")
 
+    async def settle(self) -> None:
+        """A stream owes its client nothing but diffs: it may close at once."""
+
     def close_for(self, code: int, reason: str) -> None:
         """End the stream; the WebSocket close code and reason go out first as an
         `event: close` (4001: sign in again; 1001: the server is stopping)."""

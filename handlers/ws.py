@@ -74,6 +74,9 @@ logger = logging.getLogger(__name__)
 
 SUB_ID_MAX = 128
 
+SETTLE_TURN = 0.05
+"""Seconds a stopping server gives a socket's already-sent frames to be answered."""
+
 
 def dumps(value: Any) -> str:
     return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
@@ -148,7 +151,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
     )
 
     _tasks: set[asyncio.Task[None]] | None
-    """Mutations waiting for COMMIT (cancelled when the socket closes)."""
+    """Mutations waiting for COMMIT; `settle` waits for them before a 1001 close."""
 
     def initialize(self, ctx: Context) -> None:
         # Tornado's later attributes, in its order; `_detach_stream` replaces the bound
@@ -206,8 +209,8 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         self.ctx.websockets -= 1
         if self.ctx.hub is not None:
             self.ctx.hub.websockets.discard(self)
-        for task in self._tasks or ():
-            task.cancel()
+        # Mutations still waiting for COMMIT are left to finish: a mutation received is
+        # applied, as a REST write whose client went away is; only its answer is lost.
         if self._conn is not None:
             self._conn.stop(block=False)  # leaves its subscriptions and rooms
 
@@ -351,6 +354,10 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         except ApiError as exc:
             self._mutate_error(mut_id, exc)
             return
+        if self.ctx.shutting_down:
+            # Answered now, so the socket's queue of answers empties and it can close.
+            self._mutate_error(mut_id, Internal("The server is shutting down"))
+            return
         assert self.principal is not None
         reply = submit(self.ctx.transactor, ops, self.principal)
         task = asyncio.ensure_future(self._await_commit(mut_id, reply))
@@ -369,6 +376,15 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             self._mutate_error(mut_id, Internal())
         else:
             self.send({"type": "mutate-ok", "id": mut_id, "tx": outcome.tx})
+
+    async def settle(self) -> None:
+        """Return once every mutation received has been answered (actors.hub.Watched:
+        the server stops; a mutation received from now on is refused at once)."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+        # Frames the client sent before the stop but still in the socket's buffers are
+        # handled one per loop turn, each answered at once: a moment for them to be.
+        await asyncio.sleep(SETTLE_TURN)
 
     def _mutate_error(self, mut_id: str, exc: ApiError) -> None:
         self.send({"type": "mutate-error", "id": mut_id, **exc.to_wire()})

@@ -153,6 +153,9 @@ class Store(abc.ABC):
     """"sqlite" or "postgresql", as /api/admin/health names it."""
     integrity_errors: tuple[type[Exception], ...]
     """The driver's constraint-violation errors (a duplicate key is a CONFLICT)."""
+    input_errors: tuple[type[Exception], ...]
+    """The driver's errors for a value the database cannot take (too large for an
+    index, say): the writer's fault is its input, an INVALID_ARGUMENT."""
 
     migrations: list[tuple[int, list[str]]]
     """This backend's list in store/migrations.py."""

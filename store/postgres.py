@@ -52,6 +52,7 @@ class PostgresStore(Store):
         "SELECT indexname FROM pg_indexes "
         "WHERE tablename = 'ab_rows' AND schemaname = current_schema()"
     )
+    input_errors = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)
 
     def __init__(self, url: str, read_threads: int) -> None:
         """Connect now: StoreUnavailable (one line) if the database does not answer

@@ -27,6 +27,15 @@ SYSTEM_COLUMNS = {
 USERS = "users"
 """The system entity served from the accounts table (read-only through the data API)."""
 
+MAX_DEPTH = 32
+"""Levels of objects and arrays in a written document, its own object being level 1:
+deeper ones are refused before anything recursive (merging, validation, encoding)
+walks them."""
+
+MAX_NAME = 256
+"""Characters in an attribute name, at any depth: the names are keys of the schema
+introspection table, whose PostgreSQL btree index takes ~2.7 KB at most."""
+
 ENTITY_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 ID_RE = re.compile(r"^[A-Za-z0-9_.:@~-]{1,128}$")
 
@@ -75,7 +84,31 @@ def attributes(body: Any, where: str = "data") -> dict[str, Any]:
     """
     if not isinstance(body, dict):
         raise InvalidArgument(f"{where}: must be a JSON object")
+    check_document(body, where)
     return {k: v for k, v in body.items() if k not in SYSTEM_FIELDS}
+
+
+def check_document(document: dict[str, Any], where: str) -> None:
+    """Refuse a document nested over MAX_DEPTH levels or with a name over MAX_NAME
+    characters. Iterative: a deep document is exactly what would overflow a recursion."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidArgument(
+                f"{where}: objects and arrays nest at most {MAX_DEPTH} levels deep"
+            )
+        if isinstance(value, dict):
+            for name in value:
+                if len(name) > MAX_NAME:
+                    raise InvalidArgument(
+                        f"{where}: attribute names are at most {MAX_NAME} characters, "
+                        f"got {_show(name)} ({len(name)})"
+                    )
+            children = value.values()
+        else:
+            children = value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 def merge_patch(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class SQLiteStore(Store):
     migrations = SQLITE
     integrity_errors = (sqlite3.IntegrityError,)
     index_names_sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ab_rows'"
+    input_errors = (sqlite3.DataError,)
 
     def __init__(self, url: str) -> None:
         self.dialect = SQLiteDialect()
