@@ -164,33 +164,36 @@ class UserLoad:
 
     def connect(self, user: str | None) -> None:
         """One more connection of `user`; ResourceExceeded over the cap."""
-        if user is None:
-            return
-        n = self._connections.get(user, 0)
-        if n >= self._max_connections:
-            raise ResourceExceeded(
-                f"Too many connections for this user (at most {self._max_connections} "
-                "WebSockets and SSE streams)"
-            )
-        self._connections[user] = n + 1
+        _charge(
+            self._connections,
+            user,
+            self._max_connections,
+            "Too many connections for this user (at most {} WebSockets and SSE streams)",
+        )
 
     def disconnect(self, user: str | None) -> None:
         _release(self._connections, user, 1)
 
     def subscribe(self, user: str | None) -> None:
         """One more live query of `user`; ResourceExceeded over the cap."""
-        if user is None:
-            return
-        n = self._subscriptions.get(user, 0)
-        if n >= self._max_subscriptions:
-            raise ResourceExceeded(
-                f"Too many live queries for this user (at most {self._max_subscriptions} "
-                "over all their connections)"
-            )
-        self._subscriptions[user] = n + 1
+        _charge(
+            self._subscriptions,
+            user,
+            self._max_subscriptions,
+            "Too many live queries for this user (at most {} over all their connections)",
+        )
 
     def unsubscribe(self, user: str | None, count: int = 1) -> None:
         _release(self._subscriptions, user, count)
+
+
+def _charge(counts: dict[str, int], user: str | None, cap: int, message: str) -> None:
+    if user is None:
+        return
+    n = counts.get(user, 0)
+    if n >= cap:
+        raise ResourceExceeded(message.format(cap))
+    counts[user] = n + 1
 
 
 def _release(counts: dict[str, int], user: str | None, count: int) -> None:

@@ -43,3 +43,14 @@ def signin(anon: Api, email: str, password: str = PASSWORD, **kw) -> dict:
     response = anon.post("/api/auth/signin", json={"email": email, "password": password}, **kw)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def granted(admin: Api, account: Account, **fields) -> Account:
+    """`account` after the admin set its role and/or claims, with refreshed tokens that
+    carry them."""
+    assert admin.patch(f"/api/admin/users/{account.id}", json=fields).status_code == 200
+    r = Api(admin.base).post("/api/auth/refresh", json={"refreshToken": account.refresh})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    access = body["accessToken"]
+    return Account(account.email, account.id, access, body["refreshToken"], Api(admin.base, access))

@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.handlers.accounts import Account, signup
+from tests.handlers.accounts import granted, signup
 from tests.serverproc import ADMIN_TOKEN, Api
 from tests.wsclient import WsClient
 
@@ -29,16 +28,6 @@ def admin(server) -> Api:
     return Api(server.url, ADMIN_TOKEN)
 
 
-def _grant(admin: Api, account: Account, **fields: Any) -> Account:
-    """`account` after the admin set its role and/or claims, with refreshed tokens."""
-    assert admin.patch(f"/api/admin/users/{account.id}", json=fields).status_code == 200
-    r = Api(admin.base).post("/api/auth/refresh", json={"refreshToken": account.refresh})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    api = Api(admin.base, body["accessToken"])
-    return Account(account.email, account.id, body["accessToken"], body["refreshToken"], api)
-
-
 def _ids(init: dict, entity: str) -> set[str]:
     return {row["id"] for row in init["data"][entity]}
 
@@ -50,7 +39,7 @@ async def _reauth(ws: WsClient, token: str) -> None:
 
 def test_demoted_user_loses_rows_writes_and_fields_on_an_open_socket(server, admin):
     anon = Api(server.url)
-    user = _grant(admin, signup(anon), role="editor", claims={"team": "red", "payroll": True})
+    user = granted(admin, signup(anon), role="editor", claims={"team": "red", "payroll": True})
     red = ["red-" + uuid.uuid4().hex[:8] for _ in range(2)]
     for row_id in red:
         assert admin.post("/api/data/teamdocs", json={"id": row_id, "team": "red"}).ok
@@ -84,7 +73,7 @@ def test_demoted_user_loses_rows_writes_and_fields_on_an_open_socket(server, adm
         await ws.expect("presence-change", room="red-room")
 
         # The admin takes the claim and the role away; the user refreshes and re-auths.
-        demoted = _grant(admin, user, role="user", claims={})
+        demoted = granted(admin, user, role="user", claims={})
         await _reauth(ws, demoted.access)
         assert _ids(await ws.expect("q-init", id="docs"), "teamdocs") == set()
         denied = await ws.expect("error", id="pay")
@@ -139,7 +128,7 @@ def test_promoted_user_gains_rows_and_then_their_diffs(server, admin):
         # The same token again changes nothing: no new q-init.
         await _reauth(ws, user.access)
         assert not [m for m in await ws.quiet(0.3) if m.get("type") == "q-init"]
-        joined = _grant(admin, user, claims={"team": team})
+        joined = granted(admin, user, claims={"team": team})
         await _reauth(ws, joined.access)
         assert _ids(await ws.expect("q-init", id="d"), "teamdocs") == {doc}
         assert admin.patch(f"/api/data/teamdocs/{doc}", json={"n": 2}).ok

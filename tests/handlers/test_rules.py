@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import ujson
 
-from tests.handlers.accounts import Account, signup
+from tests.handlers.accounts import Account, granted, signup
 from tests.serverproc import ADMIN_TOKEN, Api, error_of
 from tests.wsclient import SseClient, WsClient
 
@@ -31,30 +31,15 @@ def admin(server) -> Api:
     return Api(server.url, ADMIN_TOKEN)
 
 
-def _with(admin: Api, account: Account, **fields: Any) -> Account:
-    """`account` with a role/claims set by the admin, in a fresh access token."""
-    assert admin.patch(f"/api/admin/users/{account.id}", json=fields).status_code == 200
-    r = Api(admin.base).post("/api/auth/refresh", json={"refreshToken": account.refresh})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    return Account(
-        account.email,
-        account.id,
-        body["accessToken"],
-        body["refreshToken"],
-        Api(admin.base, body["accessToken"]),
-    )
-
-
 @pytest.fixture(scope="module")
 def users(server, admin) -> dict[str, Account]:
     anon = Api(server.url)
     return {
         "alice": signup(anon),
         "bob": signup(anon),
-        "editor": _with(admin, signup(anon), role="editor"),
-        "red": _with(admin, signup(anon), claims={"team": "red"}),
-        "blue": _with(admin, signup(anon), claims={"team": "blue"}),
+        "editor": granted(admin, signup(anon), role="editor"),
+        "red": granted(admin, signup(anon), claims={"team": "red"}),
+        "blue": granted(admin, signup(anon), claims={"team": "blue"}),
     }
 
 
