@@ -29,7 +29,7 @@ import pykka
 
 from actorbase.errors import ApiError, Conflict, Internal, InvalidArgument
 from store import schema_stats
-from store.base import Store, Txn
+from store.base import Replay, Store, Txn
 from store.mutations import Change, Op, Outcome, apply_ops
 from store.principal import Principal
 from store.schema import Schema
@@ -148,13 +148,17 @@ class Transactor(pykka.ThreadingActor):
 
     def _commit(self, group: list[Mutation]) -> None:
         outcomes: list[Outcome | ApiError] = []
+
+        def run(txn: Txn) -> int | None:
+            # The store may run the group twice (store.postgres): the last run counts.
+            nonlocal outcomes
+            outcomes = [self._apply(txn, mutation) for mutation in group]
+            done = [o.tx for o in outcomes if isinstance(o, Outcome)]
+            return done[-1] if done else None
+
         try:
-            with self._store.write() as txn:
-                outcomes = [self._apply(txn, mutation) for mutation in group]
-                done = [o for o in outcomes if isinstance(o, Outcome)]
-                if done:
-                    # Other processes on the same database hear of it at COMMIT.
-                    self._store.announce(txn, done[-1].tx)
+            keys = [(op.entity, op.id) for mutation in group for op in mutation.ops]
+            self._store.write_group(keys, run)
             self.commits += 1
         except Exception:
             logger.exception("commit of %d mutations failed", len(group))
@@ -181,6 +185,8 @@ class Transactor(pykka.ThreadingActor):
                     mutation.reads.check(txn)  # after next_tx: see store.functions
                 outcome = apply_ops(txn, mutation.ops, mutation.principal, tx, self._schema)
                 schema_stats.apply(txn, outcome.changes)
+        except Replay:
+            raise  # the whole group runs again: not this mutation's answer
         except ApiError as exc:
             return exc
         except self._store.integrity_errors as exc:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import TypeVar
 
 import psycopg
 import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 
-from store.base import Store, StoreUnavailable, Txn, open_txn
+from store.base import Replay, Store, StoreUnavailable, Txn, open_txn
 from store.dialect import PostgresDialect
 from store.migrations import POSTGRES
 from store.txfeed import CHANNEL
@@ -104,6 +105,43 @@ class PostgresStore(Store):
     def write(self) -> Iterator[Txn]:
         with self._writer_lock, open_txn(self._writer_conn(), self.dialect) as txn:
             yield txn
+
+    def write_group(
+        self, keys: Collection[tuple[str, str]], run: Callable[[Txn], int | None]
+    ) -> None:
+        """The whole group in one pipeline: two round trips (counter and rows read
+        ahead; then every write, the counter, NOTIFY and COMMIT) whatever its size.
+        A pipeline reports a refused statement without saying whose, and skips what
+        follows it: then the group is rolled back and runs again without a pipeline,
+        each mutation in a real savepoint, so the refused one fails alone."""
+        with self._writer_lock:
+            conn = self._writer_conn()
+            try:
+                try:
+                    with conn.pipeline() as pipeline:
+                        try:
+                            conn.execute("BEGIN")
+                            self._run_group(Txn(conn, self.dialect, (psycopg.Error,)), keys, run)
+                            conn.execute("COMMIT")
+                        except (Replay, psycopg.Error):
+                            if conn.broken:
+                                raise
+                            # Past the error, so the pipeline ends cleanly.
+                            with contextlib.suppress(psycopg.Error):
+                                pipeline.sync()
+                        else:
+                            return
+                except psycopg.Error:  # surfaced when the pipeline ended
+                    if conn.broken:
+                        raise
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+                with open_txn(conn, self.dialect) as txn:
+                    self._run_group(txn, keys, run)
+            except BaseException:
+                if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+                raise
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Txn]:

@@ -64,22 +64,17 @@ def apply(txn: Txn, changes: Iterable[Change]) -> None:
     moves = sorted(deltas(changes).items())
     if not moves:
         return
-    cursor = txn.conn.cursor()
-    cursor.executemany(
-        txn.dialect.sql(
-            "INSERT INTO ab_schema_stats (entity, attribute, type, count) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (entity, attribute, type) "
-            "DO UPDATE SET count = ab_schema_stats.count + excluded.count"
-        ),
+    txn.executemany(
+        "INSERT INTO ab_schema_stats (entity, attribute, type, count) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (entity, attribute, type) "
+        "DO UPDATE SET count = ab_schema_stats.count + excluded.count",
         [(*key, n) for key, n in moves],
     )
     gone = [key for key, n in moves if n < 0]
     if gone:
-        cursor.executemany(
-            txn.dialect.sql(
-                "DELETE FROM ab_schema_stats WHERE entity = ? AND attribute = ? AND type = ? "
-                "AND count <= 0"
-            ),
+        txn.executemany(
+            "DELETE FROM ab_schema_stats WHERE entity = ? AND attribute = ? AND type = ? "
+            "AND count <= 0",
             gone,
         )
 
