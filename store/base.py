@@ -57,6 +57,11 @@ class Txn:
         held: nobody else writes entity rows then."""
         self._blocks: list[_Block] = []
 
+    @property
+    def pipelined(self) -> bool:
+        """Statements are sent without waiting; a refusal surfaces later, unattributed."""
+        return bool(self._deferred)
+
     def execute(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> Any:
         return self.conn.execute(self.dialect.sql(sql), params)
 

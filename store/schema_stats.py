@@ -1,8 +1,9 @@
 """Schema introspection kept current by the writer: `ab_schema_stats(entity, attribute,
 type, count)`.
 
-The transactor calls `apply` inside each mutation's savepoint, so the counts commit
-or roll back with the rows they describe, survive restarts and stay right with
+The transactor calls `apply` inside each mutation's savepoint (pipelined on
+PostgreSQL, once for the group's committed mutations: a refusal replays the group),
+so the counts commit or roll back with the rows they describe, survive restarts and stay right with
 several server processes on one database (their writes serialize on the tx counter).
 `describe` then answers /api/admin/schema from this small table in milliseconds,
 however many rows there are.
