@@ -117,23 +117,8 @@ class PostgresStore(Store):
         with self._writer_lock:
             conn = self._writer_conn()
             try:
-                try:
-                    with conn.pipeline() as pipeline:
-                        try:
-                            conn.execute("BEGIN")
-                            self._run_group(Txn(conn, self.dialect, (psycopg.Error,)), keys, run)
-                            conn.execute("COMMIT")
-                        except (Replay, psycopg.Error):
-                            if conn.broken:
-                                raise
-                            # Past the error, so the pipeline ends cleanly.
-                            with contextlib.suppress(psycopg.Error):
-                                pipeline.sync()
-                        else:
-                            return
-                except psycopg.Error:  # surfaced when the pipeline ended
-                    if conn.broken:
-                        raise
+                if self._pipelined(conn, keys, run):
+                    return
                 if conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
                 with open_txn(conn, self.dialect) as txn:
@@ -142,6 +127,32 @@ class PostgresStore(Store):
                 if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
                 raise
+
+    def _pipelined(
+        self,
+        conn: psycopg.Connection,
+        keys: Collection[tuple[str, str]],
+        run: Callable[[Txn], int | None],
+    ) -> bool:
+        """The group in one pipeline, through COMMIT; False if it must run again (its
+        transaction rolled back, or failed and still to roll back)."""
+        try:
+            with conn.pipeline() as pipeline:
+                try:
+                    conn.execute("BEGIN")
+                    self._run_group(Txn(conn, self.dialect, (psycopg.Error,)), keys, run)
+                    conn.execute("COMMIT")
+                except (Replay, psycopg.Error):
+                    if conn.broken:
+                        raise
+                    with contextlib.suppress(psycopg.Error):
+                        pipeline.sync()  # past the error, so the pipeline ends cleanly
+                    return False
+        except psycopg.Error:  # surfaced as the pipeline ended
+            if conn.broken:
+                raise
+            return False
+        return True
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Txn]:
