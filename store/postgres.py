@@ -114,6 +114,9 @@ class PostgresStore(Store):
         A pipeline reports a refused statement without saying whose, and skips what
         follows it: then the group is rolled back and runs again without a pipeline,
         each mutation in a real savepoint, so the refused one fails alone."""
+        if not psycopg.Pipeline.is_supported():  # libpq older than 14
+            super().write_group(keys, run)
+            return
         with self._writer_lock:
             conn = self._writer_conn()
             try:
