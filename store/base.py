@@ -1,7 +1,7 @@
 """The store interface both backends share, and the SQL they have in common.
 
 `Txn` wraps one DB-API connection inside a transaction; reads get a snapshot
-(`Store.read`), the transactor alone gets the write transaction (`Store.write`).
+(`Store.read`), the transactor alone writes entity rows (`Store.write_group`).
 """
 
 from __future__ import annotations
