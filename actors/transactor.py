@@ -5,7 +5,9 @@ inside the database transaction, is acknowledged only after COMMIT, and its chan
 set is published to listeners only after COMMIT, in tx order. When mutations queue
 up they are committed together in one database transaction (group commit), each
 inside its own savepoint, so one failing mutation, whatever the failure, never drags
-the others down.
+the others down. On PostgreSQL the group runs pipelined, in two round trips whatever
+its size; the store replays it statement by statement when the database refuses
+something, so failures stay each mutation's own (`Store.write_group`).
 
 Nothing a client does can raise on this actor's thread: a reply whose caller gave up
 (a WebSocket closed, an awaiting task cancelled) is dropped, never set twice. Should
@@ -29,7 +31,7 @@ import pykka
 
 from actorbase.errors import ApiError, Conflict, Internal, InvalidArgument
 from store import schema_stats
-from store.base import Store, Txn
+from store.base import Replay, Store, Txn
 from store.mutations import Change, Op, Outcome, apply_ops
 from store.principal import Principal
 from store.schema import Schema
@@ -148,13 +150,21 @@ class Transactor(pykka.ThreadingActor):
 
     def _commit(self, group: list[Mutation]) -> None:
         outcomes: list[Outcome | ApiError] = []
+
+        def run(txn: Txn) -> int | None:
+            # The store may run the group twice (store.postgres): the last run counts.
+            nonlocal outcomes
+            outcomes = [self._apply(txn, mutation) for mutation in group]
+            done = [o for o in outcomes if isinstance(o, Outcome)]
+            if txn.pipelined:
+                # One upsert per counter for the group; should the database refuse it,
+                # the group replays, each mutation moving its own counters.
+                schema_stats.apply(txn, [c for o in done for c in o.changes])
+            return done[-1].tx if done else None
+
         try:
-            with self._store.write() as txn:
-                outcomes = [self._apply(txn, mutation) for mutation in group]
-                done = [o for o in outcomes if isinstance(o, Outcome)]
-                if done:
-                    # Other processes on the same database hear of it at COMMIT.
-                    self._store.announce(txn, done[-1].tx)
+            keys = [(op.entity, op.id) for mutation in group for op in mutation.ops]
+            self._store.write_group(keys, run)
             self.commits += 1
         except Exception:
             logger.exception("commit of %d mutations failed", len(group))
@@ -173,14 +183,19 @@ class Transactor(pykka.ThreadingActor):
     def _apply(self, txn: Txn, mutation: Mutation) -> Outcome | ApiError:
         """One mutation in its own savepoint: everything it does (rows, tx log,
         introspection counters) commits or rolls back together, and any failure,
-        expected or not, is its own answer and no other mutation's."""
+        expected or not, is its own answer and no other mutation's. Pipelined, the
+        counters move once for the group (see `Txn.savepoint`: a failure there replays
+        the group)."""
         try:
             with txn.savepoint():
                 tx = txn.next_tx()
                 if mutation.reads is not None:
                     mutation.reads.check(txn)  # after next_tx: see store.functions
                 outcome = apply_ops(txn, mutation.ops, mutation.principal, tx, self._schema)
-                schema_stats.apply(txn, outcome.changes)
+                if not txn.pipelined:
+                    schema_stats.apply(txn, outcome.changes)
+        except Replay:
+            raise  # the whole group runs again: not this mutation's answer
         except ApiError as exc:
             return exc
         except self._store.integrity_errors as exc:

@@ -1,23 +1,24 @@
 """The store interface both backends share, and the SQL they have in common.
 
 `Txn` wraps one DB-API connection inside a transaction; reads get a snapshot
-(`Store.read`), the transactor alone gets the write transaction (`Store.write`).
+(`Store.read`), the transactor alone writes entity rows (`Store.write_group`).
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
 import ujson
 
 from store.dialect import Dialect
 from store.query.ast import TRUE, Node, OrderKey
-from store.query.sql import count_sql, get_sql, order_parts, select_sql
+from store.query.sql import columns, count_sql, get_sql, order_parts, select_sql
 from store.rows import Row, dumps
 
 T = TypeVar("T")
@@ -38,13 +39,36 @@ class Txn:
     Not thread-safe: a Txn lives on the thread that opened it.
     """
 
-    def __init__(self, conn: Any, dialect: Dialect) -> None:
+    def __init__(
+        self, conn: Any, dialect: Dialect, deferred: tuple[type[Exception], ...] = ()
+    ) -> None:
         self.conn = conn
         self.dialect = dialect
+        self._deferred = deferred
+        """The driver's errors when statements run pipelined: one may belong to any
+        statement sent before it, so a savepoint block cannot tell whose it is."""
         self._savepoints = itertools.count()
+        self._held: int | None = None
+        """The tx counter as read by `hold_tx`, while this transaction holds it."""
+        self._next = 0
+        """The last tx id taken while the counter is held."""
+        self._known: dict[tuple[str, str], Row | None] = {}
+        """Rows as they stand in this transaction (None: absent), while the counter is
+        held: nobody else writes entity rows then."""
+        self._blocks: list[_Block] = []
+
+    @property
+    def pipelined(self) -> bool:
+        """Statements are sent without waiting; a refusal surfaces later, unattributed."""
+        return bool(self._deferred)
 
     def execute(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> Any:
         return self.conn.execute(self.dialect.sql(sql), params)
+
+    def executemany(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        """A write run once per parameter tuple."""
+        self._wrote()
+        self.conn.cursor().executemany(self.dialect.sql(sql), params)
 
     def _row(self, entity: str, record: tuple[Any, ...]) -> Row:
         data = record[1]
@@ -58,8 +82,14 @@ class Txn:
         )
 
     def get(self, entity: str, id: str) -> Row | None:
+        key = (entity, id)
+        if key in self._known:
+            return self._known[key]
         record = self.execute(get_sql(entity, self.dialect), (id,)).fetchone()
-        return None if record is None else self._row(entity, record)
+        row = None if record is None else self._row(entity, record)
+        if self._held is not None:
+            self._known[key] = row
+        return row
 
     def select(
         self,
@@ -85,50 +115,143 @@ class Txn:
 
     # -- writes (transactor only) --------------------------------------------------------
 
-    def insert(self, row: Row, tx: int) -> None:
-        self.execute(
-            "INSERT INTO ab_rows (entity, id, data, created_at, updated_at, user_id, tx) "
-            f"VALUES (?, ?, {self.dialect.json_in}, ?, ?, ?, ?)",
-            (row.entity, row.id, dumps(row.data), row.created_at, row.updated_at, row.user_id, tx),
+    def hold_tx(self, keys: Collection[tuple[str, str]]) -> None:
+        """Lock the tx counter until COMMIT (on PostgreSQL other processes' writers wait
+        for it, so tx ids follow commit order) and read, in the same round trip, the
+        rows at `keys` (entity, id), which the group is about to write. Until
+        `release_tx`, `next_tx` counts in memory and `get` answers from what was read
+        and written since."""
+        counter = self.execute(
+            "SELECT value FROM ab_counters WHERE name = 'tx'" + self.dialect.lock_row
         )
-
-    def update(self, row: Row, tx: int) -> None:
-        self.execute(
-            f"UPDATE ab_rows SET data = {self.dialect.json_in}, updated_at = ?, user_id = ?, "
-            "tx = ? WHERE entity = ? AND id = ?",
-            (dumps(row.data), row.updated_at, row.user_id, tx, row.entity, row.id),
+        wanted = list(dict.fromkeys(keys))[:PREFETCH]
+        params: list[Any] = []
+        records = self.execute(
+            f"SELECT entity, {columns(self.dialect)} FROM ab_rows "
+            f"WHERE {self.dialect.keys_in(wanted, params)}",
+            params,
         )
+        self._held = self._next = int(counter.fetchone()[0])
+        self._known = dict.fromkeys(wanted)
+        for record in records.fetchall():
+            self._known[(record[0], record[1])] = self._row(record[0], record[1:])
 
-    def delete(self, entity: str, id: str) -> None:
-        self.execute("DELETE FROM ab_rows WHERE entity = ? AND id = ?", (entity, id))
+    def release_tx(self) -> None:
+        """Store the tx ids taken since `hold_tx`; the lock itself lasts until COMMIT."""
+        if self._held is not None and self._next != self._held:
+            self.execute("UPDATE ab_counters SET value = ? WHERE name = 'tx'", (self._next,))
+        self._held = None
+        self._known = {}
 
     def next_tx(self) -> int:
         """Take the next tx id. On PostgreSQL the counter row stays locked until
         COMMIT, so ids follow commit order across processes."""
+        if self._held is not None:
+            self._next += 1
+            return self._next
         return int(
             self.execute(
                 "UPDATE ab_counters SET value = value + 1 WHERE name = 'tx' RETURNING value"
             ).fetchone()[0]
         )
 
+    def insert(self, row: Row, tx: int) -> None:
+        data = dumps(row.data)
+        self._wrote(row.entity, row.id, row, data)
+        self.execute(
+            "INSERT INTO ab_rows (entity, id, data, created_at, updated_at, user_id, tx) "
+            f"VALUES (?, ?, {self.dialect.json_in}, ?, ?, ?, ?)",
+            (row.entity, row.id, data, row.created_at, row.updated_at, row.user_id, tx),
+        )
+
+    def update(self, row: Row, tx: int) -> None:
+        data = dumps(row.data)
+        self._wrote(row.entity, row.id, row, data)
+        self.execute(
+            f"UPDATE ab_rows SET data = {self.dialect.json_in}, updated_at = ?, user_id = ?, "
+            "tx = ? WHERE entity = ? AND id = ?",
+            (data, row.updated_at, row.user_id, tx, row.entity, row.id),
+        )
+
+    def delete(self, entity: str, id: str) -> None:
+        self._wrote(entity, id)
+        self.execute("DELETE FROM ab_rows WHERE entity = ? AND id = ?", (entity, id))
+
     def log(self, tx: int, changes: list[dict[str, Any]]) -> None:
+        self._wrote()
         self.execute(
             f"INSERT INTO ab_tx (tx, committed_at, changes) VALUES (?, ?, {self.dialect.json_in})",
             (tx, now_ms(), dumps(changes)),
         )
 
+    def _wrote(
+        self, entity: str = "", id: str = "", row: Row | None = None, data: str = ""
+    ) -> None:
+        """Note a write in the innermost savepoint block and, for a row, what `get`
+        now answers (a copy decoded from what was stored: nothing shares the caller's
+        objects)."""
+        if self._blocks:
+            self._blocks[-1].writes += 1
+        if entity and self._held is not None:
+            self._known[(entity, id)] = (
+                None
+                if row is None
+                else Row(entity, id, ujson.loads(data), row.created_at, row.updated_at, row.user_id)
+            )
+            if self._blocks:
+                self._blocks[-1].keys.add((entity, id))
+
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
-        """Undo just this block on error, keeping the rest of the transaction."""
+        """Undo just this block on error, keeping the rest of the transaction.
+
+        Pipelined (`deferred` errors), no SAVEPOINT is sent: a block that fails before
+        writing has nothing to undo, and one that fails after, or on a driver error
+        that may be any earlier statement's, raises Replay: the caller runs the group
+        again without a pipeline."""
+        block = _Block(self._next)
+        self._blocks.append(block)
         name = f"sp{next(self._savepoints)}"
-        self.execute(f"SAVEPOINT {name}")
+        if not self._deferred:
+            self.execute(f"SAVEPOINT {name}")
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
+            self._blocks.pop()
+            self._next = block.next_tx
+            for key in block.keys:
+                self._known.pop(key, None)
+            if self._deferred:
+                if block.writes or isinstance(exc, self._deferred):
+                    raise Replay from exc
+                raise
             self.execute(f"ROLLBACK TO SAVEPOINT {name}")
             self.execute(f"RELEASE SAVEPOINT {name}")
             raise
-        self.execute(f"RELEASE SAVEPOINT {name}")
+        self._blocks.pop()
+        if self._blocks:
+            self._blocks[-1].writes += block.writes
+            self._blocks[-1].keys |= block.keys
+        if not self._deferred:
+            self.execute(f"RELEASE SAVEPOINT {name}")
+
+
+PREFETCH = 4096
+"""Most rows `hold_tx` reads ahead; a group touching more reads the rest one by one."""
+
+
+@dataclasses.dataclass
+class _Block:
+    """An open savepoint block: what to restore if it fails."""
+
+    next_tx: int
+    writes: int = 0
+    keys: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+
+
+class Replay(Exception):
+    """A pipelined group cannot tell which mutation failed, or cannot undo one alone:
+    run it again, statement by statement, each mutation in a real savepoint."""
 
 
 @contextlib.contextmanager
@@ -216,6 +339,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def write(self) -> contextlib.AbstractContextManager[Txn]:
         """The transactor's write transaction, committed when the block exits cleanly."""
+
+    def write_group(
+        self, keys: Collection[tuple[str, str]], run: Callable[[Txn], int | None]
+    ) -> None:
+        """The transactor's group commit: `run` applies the group in the write
+        transaction (each mutation in `Txn.savepoint`) and returns the last tx id
+        committed, None if none; the rows at `keys` are read ahead (`Txn.hold_tx`).
+        A backend may call `run` twice, the first attempt rolled back entirely."""
+        with self.write() as txn:
+            self._run_group(txn, keys, run)
+
+    def _run_group(
+        self, txn: Txn, keys: Collection[tuple[str, str]], run: Callable[[Txn], int | None]
+    ) -> None:
+        txn.hold_tx(keys)
+        last = run(txn)
+        txn.release_tx()
+        if last is not None:
+            # Other processes on the same database hear of it at COMMIT.
+            self.announce(txn, last)
 
     @abc.abstractmethod
     def transaction(self) -> contextlib.AbstractContextManager[Txn]:

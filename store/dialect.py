@@ -89,8 +89,16 @@ class Dialect:
     json_object: str
     """The function building a `data` document from key/value pairs."""
 
+    lock_row: str = ""
+    """Appended to a SELECT of one row to lock it until COMMIT (SQLite's write
+    transaction locks the whole database already)."""
+
     def sql(self, text: str) -> str:
         return text
+
+    def keys_in(self, keys: list[tuple[str, str]], params: list[Any]) -> str:
+        """`(entity, id)` is one of `keys`, bound in a fixed number of parameters."""
+        raise NotImplementedError
 
     def text(self, expr: str) -> str:
         """`expr` compared by code point."""
@@ -174,6 +182,13 @@ class SQLiteDialect(Dialect):
     def _lit(path: Path) -> str:
         return "'$" + "".join(f'."{p}"' for p in _segments(path)) + "'"
 
+    def keys_in(self, keys: list[tuple[str, str]], params: list[Any]) -> str:
+        params.append(dumps([list(key) for key in keys]))
+        return (
+            "(entity, id) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
+            "FROM json_each(?))"
+        )
+
     def _type(self, path: Path) -> str:
         return f"json_type(data, {self._lit(path)})"
 
@@ -245,9 +260,14 @@ class PostgresDialect(Dialect):
     json_in = "?::jsonb"
     json_out = "data::text"
     json_object = "jsonb_build_object"
+    lock_row = " FOR UPDATE"
 
     def sql(self, text: str) -> str:
         return text.replace("%", "%%").replace("?", "%s")
+
+    def keys_in(self, keys: list[tuple[str, str]], params: list[Any]) -> str:
+        params.extend(([e for e, _ in keys], [i for _, i in keys]))
+        return "(entity, id) IN (SELECT * FROM unnest(?::text[], ?::text[]))"
 
     def text(self, expr: str) -> str:
         return f'{expr} COLLATE "C"'

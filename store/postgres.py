@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import TypeVar
 
 import psycopg
 import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 
-from store.base import Store, StoreUnavailable, Txn, open_txn
+from store.base import Replay, Store, StoreUnavailable, Txn, open_txn
 from store.dialect import PostgresDialect
 from store.migrations import POSTGRES
 from store.txfeed import CHANNEL
@@ -104,6 +105,57 @@ class PostgresStore(Store):
     def write(self) -> Iterator[Txn]:
         with self._writer_lock, open_txn(self._writer_conn(), self.dialect) as txn:
             yield txn
+
+    def write_group(
+        self, keys: Collection[tuple[str, str]], run: Callable[[Txn], int | None]
+    ) -> None:
+        """The whole group in one pipeline: two round trips (counter and rows read
+        ahead; then every write, the counter, NOTIFY and COMMIT) whatever its size.
+        A pipeline reports a refused statement without saying whose, and skips what
+        follows it: then the group is rolled back and runs again without a pipeline,
+        each mutation in a real savepoint, so the refused one fails alone."""
+        if not psycopg.Pipeline.is_supported():  # libpq older than 14
+            super().write_group(keys, run)
+            return
+        with self._writer_lock:
+            conn = self._writer_conn()
+            try:
+                if self._pipelined(conn, keys, run):
+                    return
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+                with open_txn(conn, self.dialect) as txn:
+                    self._run_group(txn, keys, run)
+            except BaseException:
+                if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _pipelined(
+        self,
+        conn: psycopg.Connection,
+        keys: Collection[tuple[str, str]],
+        run: Callable[[Txn], int | None],
+    ) -> bool:
+        """The group in one pipeline, through COMMIT; False if it must run again (its
+        transaction rolled back, or failed and still to roll back)."""
+        try:
+            with conn.pipeline() as pipeline:
+                try:
+                    conn.execute("BEGIN")
+                    self._run_group(Txn(conn, self.dialect, (psycopg.Error,)), keys, run)
+                    conn.execute("COMMIT")
+                except (Replay, psycopg.Error):
+                    if conn.broken:
+                        raise
+                    with contextlib.suppress(psycopg.Error):
+                        pipeline.sync()  # past the error, so the pipeline ends cleanly
+                    return False
+        except psycopg.Error:  # surfaced as the pipeline ended
+            if conn.broken:
+                raise
+            return False
+        return True
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Txn]:

@@ -1,8 +1,9 @@
 """Schema introspection kept current by the writer: `ab_schema_stats(entity, attribute,
 type, count)`.
 
-The transactor calls `apply` inside each mutation's savepoint, so the counts commit
-or roll back with the rows they describe, survive restarts and stay right with
+The transactor calls `apply` inside each mutation's savepoint (pipelined on
+PostgreSQL, once for the group's committed mutations: a refusal replays the group),
+so the counts commit or roll back with the rows they describe, survive restarts and stay right with
 several server processes on one database (their writes serialize on the tx counter).
 `describe` then answers /api/admin/schema from this small table in milliseconds,
 however many rows there are.
@@ -64,22 +65,17 @@ def apply(txn: Txn, changes: Iterable[Change]) -> None:
     moves = sorted(deltas(changes).items())
     if not moves:
         return
-    cursor = txn.conn.cursor()
-    cursor.executemany(
-        txn.dialect.sql(
-            "INSERT INTO ab_schema_stats (entity, attribute, type, count) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (entity, attribute, type) "
-            "DO UPDATE SET count = ab_schema_stats.count + excluded.count"
-        ),
+    txn.executemany(
+        "INSERT INTO ab_schema_stats (entity, attribute, type, count) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (entity, attribute, type) "
+        "DO UPDATE SET count = ab_schema_stats.count + excluded.count",
         [(*key, n) for key, n in moves],
     )
     gone = [key for key, n in moves if n < 0]
     if gone:
-        cursor.executemany(
-            txn.dialect.sql(
-                "DELETE FROM ab_schema_stats WHERE entity = ? AND attribute = ? AND type = ? "
-                "AND count <= 0"
-            ),
+        txn.executemany(
+            "DELETE FROM ab_schema_stats WHERE entity = ? AND attribute = ? AND type = ? "
+            "AND count <= 0",
             gone,
         )
 
