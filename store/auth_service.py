@@ -146,8 +146,9 @@ class AuthService:
                 role=payload["role"],
                 claims=payload["claims"],
                 session_id=payload["sid"],
+                expires_at=float(payload["exp"]),
             )
-            self.live.verified(token, principal, float(payload["exp"]))
+            self.live.verified(token, principal)
         user_id, session_id = _uid(principal), _sid(principal)
         live = None if fresh else self.live.live(session_id, user_id, now_ms())
         if live is None:

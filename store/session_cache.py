@@ -72,9 +72,11 @@ class SessionCache:
         self._tokens.move_to_end(key)
         return hit[0]
 
-    def verified(self, token: str, principal: Principal, exp: float) -> None:
-        """Keep a token whose signature and claims were just verified."""
-        self._tokens[_key(token)] = (principal, exp)
+    def verified(self, token: str, principal: Principal) -> None:
+        """Keep a token whose signature and claims were just verified (until the
+        principal's `expires_at`, the token's `exp`)."""
+        assert principal.expires_at is not None
+        self._tokens[_key(token)] = (principal, principal.expires_at)
         if len(self._tokens) > self._max_tokens:
             self._tokens.popitem(last=False)
 
