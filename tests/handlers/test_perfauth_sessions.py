@@ -9,6 +9,7 @@ import asyncio
 import time
 import uuid
 
+import jwt
 import pyotp
 
 from tests.handlers.accounts import PASSWORD, Account, signin, signup
@@ -111,3 +112,18 @@ def test_a_local_sign_out_closes_sockets_before_the_periodic_check(make_server, 
 
     code, reason = asyncio.run(go())
     assert code == 4001 and "revoked" in reason.lower()
+
+
+def test_a_cached_token_is_refused_once_past_its_exp(make_server, backend):
+    """The verified-token cache never serves a token past `exp` (30 s: the least
+    ACCESS_TOKEN_TTL allows)."""
+    server = make_server(backend, ACCESS_TOKEN_TTL="30")
+    account = signup(Api(server.url))
+    path = f"/api/data/{_entity()}"
+    _warm(account.api, path)
+    exp = jwt.decode(account.access, options={"verify_signature": False})["exp"]
+    while time.time() < exp - 2:
+        _warm(account.api, path)  # keeps it the most recently used entry
+        time.sleep(1)
+    time.sleep(max(0.0, exp - time.time()) + 0.2)
+    _refused(account.api, path)
