@@ -191,6 +191,7 @@ class Server:
         hub = Hub(
             reads,
             auth.accounts,
+            auth.live,
             s.ws_ping_interval,
             s.sse_heartbeat,
             s.session_check_interval,

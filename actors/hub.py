@@ -5,7 +5,9 @@ One periodic task each, on the IOLoop, rather than timers per connection: heartb
 (WebSocket pings, SSE comment lines), token expiry, and the check that open
 connections' sessions still stand. Every SESSION_CHECK_INTERVAL it reads, on the read
 pool, the sessions that ended lately (revoked or expired, by any server process on the
-same database) and closes the sockets that hold one, within a few seconds.
+same database), ends them in the process's SessionCache (so REST requests with their
+tokens are refused from then on) and closes the sockets that hold one. A session this
+process revokes ends in the cache at once, and its sockets close at once too.
 
 Heartbeats are staggered: each interval is cut into steps of about HEARTBEAT_STEP, and
 each connection is kept in the group of the step its identity hash picks, so 10,000
@@ -29,6 +31,7 @@ from actors.periodic import every
 from store.accounts import Accounts
 from store.base import now_ms
 from store.readpool import ReadPool
+from store.session_cache import SessionCache
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,7 @@ class Hub:
         self,
         reads: ReadPool,
         accounts: Accounts,
+        live: SessionCache,
         ping_interval: float,
         sse_heartbeat: float,
         session_check_interval: float,
@@ -90,6 +94,8 @@ class Hub:
         self._reads = reads
         self.users = users
         self._accounts = accounts
+        self._live = live
+        live.on_end(self._close_ended)
         self._intervals = (ping_interval, sse_heartbeat, session_check_interval)
         self.websockets = Staggered(_steps(ping_interval))
         self.streams = Staggered(_steps(sse_heartbeat))
@@ -141,8 +147,9 @@ class Hub:
         now = now_ms()
         since, self._sessions_checked = self._sessions_checked - SESSION_OVERLAP_MS, now
         ended = await self._reads.call(lambda: self._accounts.ended_sessions(since, now))
-        if not ended:
-            return
+        self._live.end(ended)  # which calls _close_ended
+
+    def _close_ended(self, ended: set[str]) -> None:
         for conn in [c for c in self._all() if c.session_id in ended]:
             conn.close_for(CLOSE_AUTH, "Session revoked")
 

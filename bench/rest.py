@@ -2,8 +2,10 @@
 
 Starts its own server (SQLite by default; --database-url for PostgreSQL) and drives
 it with wrk (Debian package `wrk`), a C load generator, so the client does not eat
-the server's CPU. Runs creates with group commit on and off, then gets. Prints
-req/s, p50 and p99 for each. Not run in CI.
+the server's CPU. Every request carries a signed-in user's access token, as real
+clients do (token and session checks included); the admin token's rows are kept for
+reference. Runs creates with group commit on and off, then gets. Prints req/s, p50
+and p99 for each. Not run in CI. The side by side with Parse Server: docs/benchmarks.md.
 
     python -m bench.rest [--database-url postgresql://…] [--seconds 10]
 """
@@ -20,6 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.handlers.accounts import signup
 from tests.serverproc import ADMIN_TOKEN, Api, PostgresDatabase, ServerProcess
 
 CREATE_LUA = """
@@ -81,21 +84,24 @@ def run(database_url: str | None, seconds: int, connections: int) -> None:
                 GROUP_COMMIT=group_commit,
             ).start()
             try:
-                script = tmp / "create.lua"
-                script.write_text(CREATE_LUA % ADMIN_TOKEN)
-                result = wrk(server.url + "/api/data/todos", script, seconds, connections)
-                rows.append(
-                    (f"create (group commit {'on' if group_commit == 'true' else 'off'})", result)
+                user = signup(Api(server.url)).access
+                on = "on" if group_commit == "true" else "off"
+                tokens = (
+                    [("user", user), ("admin", ADMIN_TOKEN)] if on == "on" else [("user", user)]
                 )
-                if group_commit == "true":
-                    api = Api(server.url, ADMIN_TOKEN)
-                    ids = [
-                        r["id"]
-                        for r in api.get("/api/data/todos", params={"limit": 1000}).json()["data"]
-                    ]
-                    script = tmp / "get.lua"
-                    script.write_text(GET_LUA % (ADMIN_TOKEN, ",".join(f'"{i}"' for i in ids)))
-                    rows.append(("get by id", wrk(server.url, script, seconds, connections)))
+                for who, token in tokens:
+                    script = tmp / "create.lua"
+                    script.write_text(CREATE_LUA % token)
+                    result = wrk(server.url + "/api/data/todos", script, seconds, connections)
+                    rows.append((f"create, {who} token (group commit {on})", result))
+                if on == "on":
+                    mine = Api(server.url, user).get("/api/data/todos", params={"limit": 1000})
+                    ids = ",".join(f'"{r["id"]}"' for r in mine.json()["data"])
+                    for who, token in tokens:
+                        script = tmp / "get.lua"
+                        script.write_text(GET_LUA % (token, ids))
+                        result = wrk(server.url, script, seconds, connections)
+                        rows.append((f"get by id, {who} token", result))
             finally:
                 server.stop()
     finally:
@@ -105,12 +111,19 @@ def run(database_url: str | None, seconds: int, connections: int) -> None:
     backend = "postgresql" if database_url else "sqlite"
     print(f"# bench/rest.py  {datetime.date.today()}  {platform.node()}  {os.cpu_count()} cores")
     print(f"# backend={backend} clients={connections} seconds={seconds} (wrk -t1)")
-    print(f"{'workload':32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"{'workload':42} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for name, r in rows:
-        print(f"{name:32} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:8d}")
-    on = next(r for n, r in rows if "on" in n)["rps"]
-    off = next(r for n, r in rows if "off" in n)["rps"]
-    print(f"group commit speed-up on creates: {on / off:.1f}x")
+        print(f"{name:42} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:8d}")
+    rps = {name: r["rps"] for name, r in rows}
+    on, off = (
+        rps["create, user token (group commit on)"],
+        rps["create, user token (group commit off)"],
+    )
+    print(f"group commit speed-up on user creates: {on / off:.1f}x")
+    for verb in ("create", "get by id"):
+        suffix = " (group commit on)" if verb == "create" else ""
+        user, admin = rps[f"{verb}, user token{suffix}"], rps[f"{verb}, admin token{suffix}"]
+        print(f"{verb}: user token at {user / admin:.0%} of the admin token's throughput")
 
 
 def main() -> None:

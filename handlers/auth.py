@@ -40,6 +40,10 @@ def user_wire(user: User, full: bool = True) -> dict[str, Any]:
 class AuthHandler(ApiHandler):
     """Shared by the auth endpoints."""
 
+    # Account changes act only for a session the database still holds live, even
+    # one revoked a moment ago by another server process.
+    fresh_session = True
+
     @property
     def auth(self) -> AuthService:
         return self.ctx.auth

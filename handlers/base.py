@@ -36,12 +36,14 @@ _HTTP_ERRORS: dict[int, type[ApiError]] = {400: InvalidArgument, 404: NotFound, 
 """Tornado's own errors, in the seed's codes (a method an endpoint lacks is NOT_FOUND)."""
 
 
-async def principal_for_token(ctx: Context, token: str) -> Principal:
+async def principal_for_token(ctx: Context, token: str, *, fresh: bool = False) -> Principal:
     """The admin for the admin token, else the user of a live access token; raises
-    UNAUTHENTICATED. Shared by HTTP, WebSocket `auth` and SSE."""
+    UNAUTHENTICATED. Shared by HTTP, WebSocket `auth` and SSE. Session liveness comes
+    from the process's SessionCache (current within SESSION_CHECK_INTERVAL for
+    revocations by other processes); `fresh` reads it from the database."""
     if hmac.compare_digest(token.encode(), ctx.admin_token.encode()):
         return ADMIN
-    principal = await ctx.auth.verify(token)
+    principal = await ctx.auth.verify(token, fresh=fresh)
     if principal.user_id is not None:
         ctx.stats.active_today.seen(principal.user_id)
     # The app's rules travel with the caller, to every channel and to the transactor.
@@ -59,6 +61,8 @@ class ApiHandler(tornado.web.RequestHandler):
     _decoded: Any = _UNDECODED
     rate_policy: ClassVar[str] = "api"
     """The budgets a request spends: a key of handlers.ratelimit.POLICIES."""
+    fresh_session: ClassVar[bool] = False
+    """Read the token's session from the database rather than the SessionCache."""
 
     def initialize(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -189,7 +193,7 @@ class ApiHandler(tornado.web.RequestHandler):
         token = self.bearer()
         if token is None:
             return None
-        return await principal_for_token(self.ctx, token)
+        return await principal_for_token(self.ctx, token, fresh=self.fresh_session)
 
     def require_auth(self) -> Principal:
         if self.principal is None:

@@ -29,7 +29,7 @@ from actors.bridge import ask
 from actors.connection import ConnectionActor, Subscribe, Unsent
 from handlers import jsonwire
 from handlers.base import ApiHandler
-from handlers.ws import dumps, parse_live_query, token_expiry
+from handlers.ws import dumps, parse_live_query
 from store import permissions
 
 SUB_ID = "sub-1"
@@ -52,10 +52,8 @@ class SubscribeHandler(ApiHandler):
         query, normalized = parse_live_query(ctx, parsed)
         permissions.check_query(principal, query)
         resume_from = _last_event_id(self.request.headers.get("Last-Event-ID"))
-        token = self.bearer()
-        assert token is not None
         self.session_id = principal.session_id
-        self.expires_at = token_expiry(token, principal)
+        self.expires_at = principal.expires_at
         self._unsent = Unsent()
         self._done = asyncio.Event()
 

@@ -80,6 +80,13 @@ class Grant:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Reused:
+    """A refresh token presented twice: its session is now revoked."""
+
+    session_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class SessionInfo:
     id: str
     device: str
@@ -159,17 +166,16 @@ class Accounts:
                 )
             return _one_user(txn, "id = ?", user_id)
 
-    def set_password(self, user_id: str, password_hash: str, keep_session: str, now: int) -> None:
-        """Change the password and revoke every session but `keep_session`."""
+    def set_password(
+        self, user_id: str, password_hash: str, keep_session: str, now: int
+    ) -> set[str]:
+        """Change the password and revoke every session but `keep_session`; returns the
+        sessions revoked (for this process's SessionCache)."""
         with self.store.transaction() as txn:
             txn.execute(
                 "UPDATE ab_users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
             )
-            txn.execute(
-                "UPDATE ab_sessions SET revoked_at = ? "
-                "WHERE user_id = ? AND id <> ? AND revoked_at IS NULL",
-                (now, user_id, keep_session),
-            )
+            return _revoke_others(txn, user_id, keep_session, now)
 
     # -- sign-in attempts ----------------------------------------------------------------
 
@@ -254,12 +260,12 @@ class Accounts:
             user = _one_user(txn, "id = ?", user_id)
             return None if user is None else self._new_session(txn, user, device, ip, now)
 
-    def rotate(self, refresh_token: str, now: int) -> Grant | None:
+    def rotate(self, refresh_token: str, now: int) -> Grant | Reused | None:
         """Trade a refresh token for a new one in the same session.
 
         A token already traded in means it was copied: the whole session (every
-        token descended from that sign-in) is revoked, and None returned, as for
-        an unknown, idle or expired one.
+        token descended from that sign-in) is revoked, and Reused returned (the caller
+        refuses it as it refuses None: an unknown, idle or expired token).
         """
         token_hash = digest(refresh_token)
         with self.store.transaction() as txn:
@@ -273,9 +279,10 @@ class Accounts:
                     "SELECT session_id FROM ab_refresh_tokens WHERE token_hash = ?",
                     (token_hash,),
                 ).fetchone()
-                if reused is not None:
-                    _revoke(txn, reused[0], now)
-                return None
+                if reused is None:
+                    return None
+                _revoke(txn, reused[0], now)
+                return Reused(reused[0])
             session_id = taken[0]
             live = txn.execute(
                 "UPDATE ab_sessions SET last_used_at = ? WHERE id = ? AND revoked_at IS NULL "
@@ -289,18 +296,17 @@ class Accounts:
                 return None
             return Grant(user, session_id, _new_refresh(txn, session_id, now))
 
-    def session_live(self, session_id: str, user_id: str, now: int) -> bool:
-        """Whether an access token's session still stands (not signed out or revoked)."""
-        return self.store.read(
-            lambda txn: (
-                txn.execute(
-                    "SELECT 1 FROM ab_sessions WHERE id = ? AND user_id = ? "
-                    "AND revoked_at IS NULL AND expires_at > ?",
-                    (session_id, user_id, now),
-                ).fetchone()
-                is not None
-            )
+    def session_expiry(self, session_id: str, user_id: str, now: int) -> int | None:
+        """When an access token's session expires if it still stands (not signed out,
+        revoked or expired), else None."""
+        record = self.store.read(
+            lambda txn: txn.execute(
+                "SELECT expires_at FROM ab_sessions WHERE id = ? AND user_id = ? "
+                "AND revoked_at IS NULL AND expires_at > ?",
+                (session_id, user_id, now),
+            ).fetchone()
         )
+        return None if record is None else int(record[0])
 
     def ended_sessions(self, since: int, now: int) -> set[str]:
         """Sessions revoked or expired in [since, now], by any server process: open
@@ -355,9 +361,9 @@ class Accounts:
 
     def enable_mfa(
         self, user_id: str, code: str, recovery_hashes: list[str], keep_session: str, now: int
-    ) -> None:
+    ) -> set[str]:
         """Turn MFA on if `code` is right for the pending secret, and end every session
-        but `keep_session`: those began without the second factor."""
+        but `keep_session`: those began without the second factor. Returns those ended."""
         with self.store.transaction() as txn:
             record = txn.execute(
                 "SELECT mfa_pending_secret, mfa_enabled FROM ab_users WHERE id = ?", (user_id,)
@@ -379,11 +385,7 @@ class Accounts:
                     "INSERT INTO ab_recovery_codes (user_id, code_hash) VALUES (?, ?)",
                     (user_id, code_hash),
                 )
-            txn.execute(
-                "UPDATE ab_sessions SET revoked_at = ? "
-                "WHERE user_id = ? AND id <> ? AND revoked_at IS NULL",
-                (now, user_id, keep_session),
-            )
+            return _revoke_others(txn, user_id, keep_session, now)
 
     def disable_mfa(self, user_id: str, code: str, now: int, policy: Lockout) -> bool:
         """Turn MFA off if `code` (TOTP or recovery) is right; a wrong one is False and
@@ -520,6 +522,15 @@ def _new_refresh(txn: Txn, session_id: str, now: int) -> str:
         (digest(token), session_id, now),
     )
     return token
+
+
+def _revoke_others(txn: Txn, user_id: str, keep_session: str, now: int) -> set[str]:
+    records = txn.execute(
+        "UPDATE ab_sessions SET revoked_at = ? "
+        "WHERE user_id = ? AND id <> ? AND revoked_at IS NULL RETURNING id",
+        (now, user_id, keep_session),
+    ).fetchall()
+    return {r[0] for r in records}
 
 
 def _revoke(txn: Txn, session_id: str, now: int) -> None:

@@ -32,6 +32,7 @@ from store.accounts import (
     Lifetimes,
     Locked,
     Lockout,
+    Reused,
     SessionInfo,
     User,
 )
@@ -39,6 +40,7 @@ from store.base import Store, now_ms
 from store.passwords import Hasher, check_policy, password_arg
 from store.principal import Principal
 from store.readpool import ReadPool
+from store.session_cache import SessionCache
 from store.tokens import SigningKey, digest, load_signing_key
 
 T = TypeVar("T")
@@ -84,6 +86,8 @@ class AuthService:
         self.hasher = hasher
         self.key = key
         self._reads = reads
+        self.live = SessionCache()
+        """Verified tokens and live sessions of this process (the hub keeps it current)."""
         self._lockout = Lockout(
             settings.lockout_threshold,
             settings.lockout_window * 1000,
@@ -129,18 +133,33 @@ class AuthService:
 
     # -- tokens --------------------------------------------------------------------------
 
-    async def verify(self, token: str) -> Principal:
-        """The user an access token speaks for, if its session is still live."""
-        payload = self.key.verify(token)
-        live = await self._db(self.accounts.session_live, payload["sid"], payload["sub"], now_ms())
+    async def verify(self, token: str, *, fresh: bool = False) -> Principal:
+        """The user an access token speaks for, if its session is still live.
+
+        The signature is checked once per token and liveness comes from the
+        SessionCache; `fresh` reads the session from the database anyway (the account
+        endpoints: a session revoked by another process is refused there at once)."""
+        principal = self.live.principal(token)
+        if principal is None:
+            payload = self.key.verify(token)
+            principal = Principal(
+                user_id=payload["sub"],
+                role=payload["role"],
+                claims=payload["claims"],
+                session_id=payload["sid"],
+                expires_at=float(payload["exp"]),
+            )
+            self.live.verified(token, principal)
+        user_id, session_id = _uid(principal), _sid(principal)
+        live = None if fresh else self.live.live(session_id, user_id, now_ms())
+        if live is None:
+            epoch = self.live.epoch
+            expires = await self._db(self.accounts.session_expiry, session_id, user_id, now_ms())
+            self.live.confirm(session_id, user_id, expires, epoch)
+            live = expires is not None
         if not live:
             raise Unauthenticated("Session has ended")
-        return Principal(
-            user_id=payload["sub"],
-            role=payload["role"],
-            claims=payload["claims"],
-            session_id=payload["sid"],
-        )
+        return principal
 
     def jwks(self) -> dict[str, Any]:
         return self.key.jwks()
@@ -149,12 +168,14 @@ class AuthService:
         if not isinstance(refresh_token, str) or not refresh_token:
             raise InvalidArgument("refreshToken: must be a non-empty string")
 
-        def rotate() -> Tokens | None:
+        def rotate() -> Tokens | Reused | None:
             grant = self.accounts.rotate(refresh_token, now_ms())
-            return None if grant is None else self._tokens(grant)
+            return grant if not isinstance(grant, Grant) else self._tokens(grant)
 
         tokens = await self._db(rotate)
-        if tokens is None:
+        if isinstance(tokens, Reused):
+            self.live.end([tokens.session_id])
+        if not isinstance(tokens, Tokens):
             raise Unauthenticated("Invalid or expired refresh token")
         return tokens
 
@@ -238,6 +259,7 @@ class AuthService:
 
     async def signout(self, principal: Principal) -> None:
         await self._db(self.accounts.revoke_session, _uid(principal), _sid(principal), now_ms())
+        self.live.end([_sid(principal)])
 
     async def sessions(self, principal: Principal) -> list[SessionInfo]:
         return await self._db(self.accounts.list_sessions, _uid(principal), now_ms())
@@ -245,6 +267,7 @@ class AuthService:
     async def revoke_session(self, principal: Principal, session_id: str) -> None:
         if not await self._db(self.accounts.revoke_session, _uid(principal), session_id, now_ms()):
             raise NotFound(f"Session {session_id} not found")
+        self.live.end([session_id])
 
     async def change_password(self, principal: Principal, current: Any, new: Any) -> None:
         """Check the current password (counted for lockout like a sign-in), set the
@@ -254,7 +277,10 @@ class AuthService:
             user.email.lower(), password_arg(current, "currentPassword"), user.id
         )
         hashed = await self.hasher.hash(check_policy(new, "newPassword"))
-        await self._db(self.accounts.set_password, user.id, hashed, _sid(principal), now_ms())
+        ended = await self._db(
+            self.accounts.set_password, user.id, hashed, _sid(principal), now_ms()
+        )
+        self.live.end(ended)
 
     async def _reconfirm(self, principal: Principal, password: Any) -> User:
         """The signed-in user, once their password is checked again (counted for
@@ -277,9 +303,10 @@ class AuthService:
         await self._reconfirm(principal, password)
         codes = totp.new_recovery_codes()
         hashes = [digest(totp.normalize_recovery_code(c)) for c in codes]
-        await self._db(
+        ended = await self._db(
             self.accounts.enable_mfa, _uid(principal), checked, hashes, _sid(principal), now_ms()
         )
+        self.live.end(ended)
         return codes
 
     async def disable_mfa(self, principal: Principal, code: Any, password: Any) -> None:

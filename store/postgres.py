@@ -89,7 +89,10 @@ class PostgresStore(Store):
         """Any number of processes may share a PostgreSQL database."""
 
     def read(self, fn: Callable[[Txn], T]) -> T:
-        with self._pool.connection() as conn:
+        # Pipeline mode sends BEGIN with the first statement and COMMIT without waiting
+        # on its own: a one-statement read (a row by id, a session) is two round trips,
+        # not three.
+        with self._pool.connection() as conn, conn.pipeline():
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
                 return fn(Txn(conn, self.dialect))

@@ -18,6 +18,8 @@ class Principal:
     claims: dict[str, Any] = dataclasses.field(default_factory=dict)
     is_admin: bool = False
     session_id: str | None = None
+    expires_at: float | None = dataclasses.field(default=None, compare=False)
+    """When the access token stops being valid (its `exp`); None: the admin token."""
     rules: RuleSet | None = dataclasses.field(default=None, compare=False, repr=False)
     """The app's rules, bound at authentication (None: the owner-only default)."""
 
