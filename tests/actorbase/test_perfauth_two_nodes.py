@@ -10,28 +10,20 @@ import uuid
 import pytest
 
 from tests.handlers.accounts import PASSWORD, signin, signup
-from tests.serverproc import Api, PostgresDatabase, ServerProcess
+from tests.serverproc import Api
 
 INTERVAL = 1.0
 DEADLINE = INTERVAL + 10  # a generous margin: the box is shared and may be slow
 
 
 @pytest.fixture
-def nodes(pg_base_url, tmp_path):
-    if not pg_base_url:
-        pytest.skip("TEST_DATABASE_URL is not set")
-    db = PostgresDatabase(pg_base_url)
-    env = {"SESSION_CHECK_INTERVAL": str(INTERVAL)}
-    first = ServerProcess(tmp_path / "a", db.url, **env).start()
-    key = (tmp_path / "a" / "jwt_private_key.pem").read_text()
-    second = ServerProcess(tmp_path / "b", db.url, JWT_PRIVATE_KEY=key, **env)
-    started = [first, second.start()]
-    try:
-        yield [Api(n.url) for n in started]
-    finally:
-        for node in started:
-            node.stop()
-        db.drop()
+def two_servers_env() -> dict[str, str]:
+    return {"SESSION_CHECK_INTERVAL": str(INTERVAL)}
+
+
+@pytest.fixture
+def nodes(two_servers) -> list[Api]:
+    return [Api(node.url) for node in two_servers[1]]
 
 
 def _path() -> str:
