@@ -115,7 +115,7 @@ async def _worker_main(
                 await s.upgraded
                 for message, marker in _steps(system, tokens[i % len(tokens)], i):
                     await s.call_raw(message, marker)
-            except Exception as e:  # noqa: BLE001 - counted and reported, not fatal
+            except Exception as e:  # counted and reported, not fatal
                 errors.append(repr(e)[:200])
                 return
             times.append(time.monotonic() - started)
