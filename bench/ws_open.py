@@ -15,7 +15,8 @@ of one socket's open → initial result time.
 
 The clients are the bare asyncio clients of bench/realtime.py (frames split by hand,
 replies matched by substring), so they cost the box little CPU; each run prints the CPU
-the server (when its pid is known) and the clients used.
+the server (when its pid is known; also per socket, the figure least moved by a
+busy box) and the clients used.
 
     python -m bench.ws_open [--system actorbase|parse] [--url …] [--sockets 2000]
                             [--concurrency 48] [--workers 2] [--users 50]
@@ -207,7 +208,12 @@ def run(args: argparse.Namespace, url: str, ws_url: str, server_pid: int | None)
         failed = sum(p[4] for p in parts)
         wall = last - first
         clients = (sum(cpu1) - sum(cpu0)) / wall * 100
-        server = f"server {(srv1 - srv0) / wall * 100:.0f}%, " if server_pid else ""
+        server = (
+            f"server {(srv1 - srv0) / wall * 100:.0f}% "
+            f"({(srv1 - srv0) / max(1, len(times)) * 1000:.2f} ms a socket), "
+            if server_pid
+            else ""
+        )
         print(
             f"{args.system}: {len(times)} sockets opened+authed+subscribed in {wall:.2f} s: "
             f"{len(times) / wall:.0f}/s; open→initial result p50 {_pct(times, 50):.1f} ms, "
