@@ -336,6 +336,11 @@ class Store(abc.ABC):
     def read(self, fn: Callable[[Txn], T]) -> T:
         """Run `fn` in a read-only snapshot on the calling thread (a pool thread)."""
 
+    def read_one(self, fn: Callable[[Txn], T]) -> T:
+        """Like `read`, for an `fn` that runs exactly one statement: that statement is
+        its own snapshot, so a backend may skip the explicit transaction."""
+        return self.read(fn)
+
     @abc.abstractmethod
     def write(self) -> contextlib.AbstractContextManager[Txn]:
         """The transactor's write transaction, committed when the block exits cleanly."""

@@ -99,6 +99,11 @@ class PostgresStore(Store):
             finally:
                 conn.execute("COMMIT")
 
+    def read_one(self, fn: Callable[[Txn], T]) -> T:
+        # An autocommit statement is its own snapshot: one round trip, no BEGIN/COMMIT.
+        with self._pool.connection() as conn:
+            return fn(Txn(conn, self.dialect))
+
     def _writer_conn(self) -> psycopg.Connection:
         if self._writer is None or self._writer.closed or self._writer.broken:
             self._writer = self._connect()

@@ -24,6 +24,11 @@ class ReadPool:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._store.read, fn)
 
+    async def read_one(self, fn: Callable[[Txn], T]) -> T:
+        """`fn` runs exactly one statement (see `Store.read_one`)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._store.read_one, fn)
+
     async def call(self, fn: Callable[[], T]) -> T:
         """Run other blocking store work (ping, account look-ups) on the pool."""
         loop = asyncio.get_running_loop()
