@@ -15,32 +15,19 @@ import pytest
 from actorbase.errors import Conflict, InvalidArgument, NotFound
 from actors.transactor import AddListener, ChangeSet, Transactor, submit
 from store import schema_stats
-from store.factory import open_store
 from store.mutations import Op
 from store.principal import ADMIN
 from store.schema import compile_schema, ensure_indexes
-from tests.serverproc import PostgresDatabase
+from tests.storefixture import migrated_store
 
 SCHEMA = compile_schema({"handles": {"attributes": {"name": {"type": "string", "unique": True}}}})
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path, pg_base_url):
-    db = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 't.db'}"
-    else:
-        if not pg_base_url:
-            pytest.skip("TEST_DATABASE_URL is not set")
-        db = PostgresDatabase(pg_base_url)
-        url = db.url
-    store = open_store(url, 4)
-    store.migrate()
-    ensure_indexes(store, SCHEMA)
-    yield store
-    store.close()
-    if db is not None:
-        db.drop()
+def store(request, tmp_path):
+    with migrated_store(request.param, tmp_path) as store:
+        ensure_indexes(store, SCHEMA)
+        yield store
 
 
 @contextlib.contextmanager

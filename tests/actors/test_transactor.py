@@ -10,28 +10,15 @@ import pytest
 
 from actorbase.errors import NotFound
 from actors.transactor import AddListener, ChangeSet, Transactor, submit
-from store.factory import open_store
 from store.mutations import Op
 from store.principal import ADMIN
-from tests.serverproc import PostgresDatabase
+from tests.storefixture import migrated_store
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path, pg_base_url):
-    db = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 't.db'}"
-    else:
-        if not pg_base_url:
-            pytest.skip("TEST_DATABASE_URL is not set")
-        db = PostgresDatabase(pg_base_url)
-        url = db.url
-    store = open_store(url, 4)
-    store.migrate()
-    yield store
-    store.close()
-    if db is not None:
-        db.drop()
+def store(request, tmp_path):
+    with migrated_store(request.param, tmp_path) as store:
+        yield store
 
 
 def _set(id: str, **data) -> Op:

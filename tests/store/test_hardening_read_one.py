@@ -3,34 +3,21 @@ and on PostgreSQL runs outside an explicit transaction (one round trip, no BEGIN
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from store.base import Store
-from store.factory import open_store
 from store.rows import Row
-from tests.serverproc import PostgresDatabase
+from tests.storefixture import migrated_store
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def store(request, tmp_path_factory) -> Iterator[Store]:
-    db = None
-    if request.param == "sqlite":
-        opened = open_store(f"sqlite:///{tmp_path_factory.mktemp('one') / 's.db'}")
-    else:
-        if not os.environ.get("TEST_DATABASE_URL"):
-            pytest.skip("TEST_DATABASE_URL is not set")
-        db = PostgresDatabase(os.environ["TEST_DATABASE_URL"])
-        opened = open_store(db.url, 2)
-    opened.migrate()
-    with opened.write() as txn:
-        txn.insert(Row("todos", "t1", {"title": "a"}, 1000, 1000, "usr_a"), txn.next_tx())
-    yield opened
-    opened.close()
-    if db is not None:
-        db.drop()
+    with migrated_store(request.param, tmp_path_factory.mktemp("one"), 2) as opened:
+        with opened.write() as txn:
+            txn.insert(Row("todos", "t1", {"title": "a"}, 1000, 1000, "usr_a"), txn.next_tx())
+        yield opened
 
 
 def test_read_one_gets_what_read_gets(store: Store) -> None:

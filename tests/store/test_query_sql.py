@@ -3,43 +3,30 @@ and the owner-only read rule filters rows, counts and pages on both backends."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from store import permissions
 from store.base import Store
-from store.factory import open_store
 from store.principal import Principal
 from store.query.ast import Cmp, OrderKey
 from store.query.sql import order_parts, select_sql
 from store.rows import Row
-from tests.serverproc import PostgresDatabase
+from tests.storefixture import migrated_store
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def store(request, tmp_path_factory) -> Iterator[Store]:
-    db = None
-    if request.param == "sqlite":
-        opened = open_store(f"sqlite:///{tmp_path_factory.mktemp('sql') / 's.db'}")
-    else:
-        if not os.environ.get("TEST_DATABASE_URL"):
-            pytest.skip("TEST_DATABASE_URL is not set")
-        db = PostgresDatabase(os.environ["TEST_DATABASE_URL"])
-        opened = open_store(db.url, 2)
-    opened.migrate()
-    with opened.write() as txn:
-        tx = txn.next_tx()
-        for i in range(300):
-            owner = ("usr_a", "usr_b", None)[i % 3]
-            txn.insert(
-                Row("todos", f"t{i:03d}", {"priority": i % 7}, 1000 + i, 1000 + i, owner), tx
-            )
-    yield opened
-    opened.close()
-    if db is not None:
-        db.drop()
+    with migrated_store(request.param, tmp_path_factory.mktemp("sql"), 2) as opened:
+        with opened.write() as txn:
+            tx = txn.next_tx()
+            for i in range(300):
+                owner = ("usr_a", "usr_b", None)[i % 3]
+                txn.insert(
+                    Row("todos", f"t{i:03d}", {"priority": i % 7}, 1000 + i, 1000 + i, owner), tx
+                )
+        yield opened
 
 
 def test_ensure_index_is_created_once_and_used(store):
