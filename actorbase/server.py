@@ -18,12 +18,12 @@ import gc
 import logging
 import signal
 import socket
-import sys
 
 import tornado.httpserver
 import tornado.netutil
 
 import actorbase
+from actorbase import logs
 from actorbase.context import Context
 from actors.dispatcher import Dispatcher
 from actors.functions import FunctionPool
@@ -33,7 +33,7 @@ from actors.room import Rooms
 from actors.runtime import bind_loop
 from actors.transactor import ChangeSet, Transactor
 from actors.writer import Writer
-from config import secrets
+from config import effective, secrets
 from config.app import AppError, load_app
 from config.settings import ConfigError, Settings
 from handlers.bodylimit import largest_body
@@ -49,6 +49,7 @@ from store.storage import open_blobs
 from store.txfeed import TxFeed
 
 logger = logging.getLogger(__name__)
+started = logging.getLogger(logs.START_LOGGER)
 
 GC_YOUNG_THRESHOLD = 20_000
 """Net allocations between young collections (CPython's default: 700).
@@ -227,12 +228,16 @@ class Server:
         self._http.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
         if generated:
-            print(f"actorbase: generated admin token (stored in {s.data_path / 'admin_token'}):")
-            print(f"  {token}")
-        print(
-            f"actorbase {actorbase.__version__} listening on http://{s.host}:{port} "
-            f"({store.label})",
-            flush=True,
+            started.warning(
+                "generated admin token (stored in %s): %s", s.data_path / "admin_token", token
+            )
+        started.info("configuration", extra=logs.fields(effective.describe(s, app)))
+        started.info(
+            "actorbase %s listening on http://%s:%s (%s)",
+            actorbase.__version__,
+            s.host,
+            port,
+            store.label,
         )
 
     async def _stop(self) -> None:
@@ -285,11 +290,7 @@ class Server:
 
 
 def serve(settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(settings.log_level, settings.log_format)
     server = Server(settings)
     asyncio.run(server.run())
     return server.exit_code

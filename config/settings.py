@@ -76,6 +76,15 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.strip().lower() not in choices:
+            raise ValueError(f"must be {' or '.join(choices)}, got {raw!r}")
+        return raw.strip().lower()
+
+    return parse
+
+
 def _storage_url(raw: str) -> str:
     if raw.startswith("file://") and len(raw) > len("file://"):
         return raw
@@ -292,6 +301,13 @@ FIELDS: tuple[Field, ...] = (
         "seconds to finish in-flight work on SIGTERM",
     ),
     Field("log_level", "LOG_LEVEL", _text, "info", "debug, info, warning or error"),
+    Field(
+        "log_format",
+        "LOG_FORMAT",
+        _choice("text", "json"),
+        "text",
+        "text (readable lines) or json (one object per line, for log shippers)",
+    ),
     Field(
         "query_max_depth",
         "QUERY_MAX_DEPTH",
@@ -545,6 +561,7 @@ class Settings:
     trust_proxy: bool
     shutdown_timeout: float
     log_level: str
+    log_format: str
     query_max_depth: int
     query_max_operators: int
     query_max_rows: int

@@ -1,34 +1,24 @@
-"""The access log, without the secrets some URLs carry.
+"""The access log: one line per HTTP response, with who and which route, no secrets.
 
-EventSource cannot send headers, so SSE takes the access token as `?token=`; Tornado's
-own access log would write that token, valid for minutes, to every log it feeds. Here
-the value of every query parameter whose name ends in "token" (any case, however
-percent-encoded) is replaced before the line is written.
+EventSource cannot send headers, so SSE takes the access token as `?token=`, and a
+local signed file URL carries its signature as `?s=`: Tornado's own access log would
+write those credentials to every log it feeds. Here every token-like or signature
+parameter is redacted (actorbase.logs.redact). The line names the caller (the user
+id, `admin` for the admin token, never the token) and the route pattern that matched,
+so requests to one endpoint can be counted whatever their ids; its request id comes
+from the request's scope (handlers.requestscope).
 """
 
 from __future__ import annotations
-
-from urllib.parse import unquote_plus
 
 import tornado.httputil
 import tornado.web
 from tornado.log import access_log
 
-REDACTED = "[redacted]"
+from actorbase.logs import fields, redact
 
-
-def redact(uri: str) -> str:
-    """`uri` with the values of its token-like query parameters replaced."""
-    path, sep, query = uri.partition("?")
-    if not sep:
-        return uri
-    parts = []
-    for part in query.split("&"):
-        name, eq, _ = part.partition("=")
-        if eq and unquote_plus(name).lower().endswith("token"):
-            part = f"{name}={REDACTED}"
-        parts.append(part)
-    return f"{path}?{'&'.join(parts)}"
+_INLINE = ("status", "method", "path", "duration_ms")
+"""Fields the text line already says in its message."""
 
 
 def summary(request: tornado.httputil.HTTPServerRequest) -> str:
@@ -36,8 +26,28 @@ def summary(request: tornado.httputil.HTTPServerRequest) -> str:
     return f"{request.method} {redact(request.uri or '')} ({request.remote_ip})"
 
 
+def client_ip(request: tornado.httputil.HTTPServerRequest, trust_proxy: bool) -> str:
+    """The peer address, or the last proxy-added X-Forwarded-For hop when
+    TRUST_PROXY is on (Heroku's router appends the real client last)."""
+    if trust_proxy:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        if hops:
+            return hops[-1]
+    return request.remote_ip or "unknown"
+
+
+def user_of(handler: tornado.web.RequestHandler) -> str | None:
+    """The authenticated caller: a user id, `admin`, or None."""
+    principal = getattr(handler, "principal", None)
+    if principal is None:
+        return None
+    return "admin" if principal.is_admin else principal.user_id
+
+
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """The Application's `log_function`: Tornado's line and levels, redacted."""
+    """The Application's `log_function`: Tornado's levels (info, warning for 4xx,
+    error for 5xx), its `status method uri duration` message, and the fields."""
     status = handler.get_status()
     if status < 400:
         log = access_log.info
@@ -45,5 +55,18 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         log = access_log.warning
     else:
         log = access_log.error
-    ms = 1000.0 * handler.request.request_time()
-    log("%d %s %.2fms", status, summary(handler.request), ms)
+    request = handler.request
+    ms = round(1000.0 * request.request_time(), 2)
+    path = redact(request.uri or "")
+    route_of = getattr(handler.application, "route_of", None)
+    ctx = getattr(handler, "ctx", None)  # the static files' handler has none
+    values = {
+        "status": status,
+        "method": request.method,
+        "path": path,
+        "route": route_of(handler) if route_of is not None else None,
+        "duration_ms": ms,
+        "user": user_of(handler),
+        "remote_ip": client_ip(request, ctx is not None and ctx.settings.trust_proxy),
+    }
+    log("%d %s %s %.2fms", status, request.method, path, ms, extra=fields(values, _INLINE))

@@ -153,14 +153,7 @@ class ApiHandler(tornado.web.RequestHandler):
         return f"ip:{self.client_ip()}"
 
     def client_ip(self) -> str:
-        """The peer address, or the last proxy-added X-Forwarded-For hop when
-        TRUST_PROXY is on (Heroku's router appends the real client last)."""
-        if self.ctx.settings.trust_proxy:
-            forwarded = self.request.headers.get("X-Forwarded-For", "")
-            hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-            if hops:
-                return hops[-1]
-        return self.request.remote_ip or "unknown"
+        return accesslog.client_ip(self.request, self.ctx.settings.trust_proxy)
 
     def _check_body_size(self) -> None:
         """A body over MAX_BODY_BYTES was dropped as it arrived (`handlers.bodylimit`)."""

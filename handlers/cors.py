@@ -7,11 +7,13 @@ Authorization and Content-Type. Actual responses get their Access-Control-* head
 from `handlers.base.ApiHandler`, which exposes the rate-limit headers to scripts.
 The WebSocket handshake checks Origin against the same list. Clients that send no
 Origin (servers, mobile apps, curl) are not browsers and are always let through:
-bearer tokens, not cookies, authenticate here.
+bearer tokens, not cookies, authenticate here. A refused origin is logged (a warning
+naming it, cut to 200 characters), so a misconfigured CORS_ORIGINS shows in the log.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,11 +24,16 @@ import ujson
 
 from actorbase.context import Context
 from actorbase.errors import ApiError, NotFound, PermissionDenied
+from actorbase.logs import bounded, fields
 
 ALLOWED_HEADERS = "Authorization, Content-Type"
-EXPOSED_HEADERS = "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After"
+EXPOSED_HEADERS = (
+    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, X-Request-ID"
+)
 MAX_AGE = 600
 """Seconds a browser may cache a preflight answer."""
+
+logger = logging.getLogger(__name__)
 
 
 def origin_allowed(origins: frozenset[str], origin: str) -> bool:
@@ -37,6 +44,18 @@ def origin_allowed(origins: frozenset[str], origin: str) -> bool:
 def websocket_origin_allowed(origins: frozenset[str], origin: str, host: str) -> bool:
     """A page served by this server (same host) or a listed origin may connect."""
     return urlsplit(origin).netloc.lower() == host.lower() or origin_allowed(origins, origin)
+
+
+def log_refused(origin: str, channel: str) -> None:
+    """A warning naming the refused origin (client-given: cut, and escaped by the
+    log formatter) and what it tried ("preflight" or "websocket")."""
+    origin = bounded(origin)
+    logger.warning(
+        "CORS: origin %s refused (%s); allowed: CORS_ORIGINS",
+        origin,
+        channel,
+        extra=fields({"origin": origin, "channel": channel}, ("origin", "channel")),
+    )
 
 
 def handler_methods(cls: type[tornado.web.RequestHandler]) -> list[str]:
@@ -74,6 +93,7 @@ class PreflightHandler(tornado.web.RequestHandler):
         origin = self.request.headers["Origin"]
         self.set_header("Vary", "Origin")
         if not origin_allowed(self.ctx.settings.cors_origins, origin):
+            log_refused(origin, "preflight")
             raise PermissionDenied(f"Origin {origin} is not allowed (CORS_ORIGINS)")
         methods = self._route_methods()
         if methods is None:

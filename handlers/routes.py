@@ -5,7 +5,7 @@ from __future__ import annotations
 import tornado.web
 
 from actorbase.context import Context
-from handlers import bodylimit
+from handlers import bodylimit, requestscope
 from handlers.accesslog import log_request
 from handlers.admin import SchemaHandler, StatsHandler
 from handlers.admin_users import AdminUserHandler, AdminUsersHandler
@@ -79,7 +79,7 @@ def make_app(ctx: Context) -> tornado.web.Application:
         (r"/api/docs", DocsHandler, deps),
         (r"/api/docs/(.+)", DocsAssetHandler, {"path": SWAGGER_UI_DIR}),
     ]
-    return bodylimit.Application(
+    return requestscope.Application(  # request ids, route names for the access log
         routes,
         limit=ctx.settings.max_body_bytes,
         drain=bodylimit.largest_body(ctx.settings),
@@ -87,5 +87,5 @@ def make_app(ctx: Context) -> tornado.web.Application:
         default_handler_args=deps,
         compress_response=False,
         xheaders=False,
-        log_function=log_request,  # redacts ?token= (SSE) from the access log
+        log_function=log_request,  # user, route, request id; no tokens or signatures
     )

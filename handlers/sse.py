@@ -21,13 +21,15 @@ socket first, and EventSource gives up on either status rather than retrying).
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 
 from actorbase.errors import InvalidArgument
 from actors.bridge import ask
 from actors.connection import ConnectionActor, Subscribe, Unsent
-from handlers import jsonwire
+from handlers import jsonwire, socketlog
+from handlers.accesslog import user_of
 from handlers.base import ApiHandler
 from handlers.ws import dumps, parse_live_query
 from store import permissions
@@ -56,6 +58,7 @@ class SubscribeHandler(ApiHandler):
         self.expires_at = principal.expires_at
         self._unsent = Unsent()
         self._done = asyncio.Event()
+        self._server_close: tuple[int, str] | None = None
 
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
@@ -76,13 +79,35 @@ class SubscribeHandler(ApiHandler):
             ctx.hub.users,
         )
         ctx.hub.streams.add(self)
+        opened_at = None
         try:
             await ask(conn, Subscribe(SUB_ID, dumps(SUB_ID), query, normalized, resume_from))
             self.flush()  # the headers, if the q-init has not sent them already
+            opened_at = time.monotonic()
+            socketlog.opened("sse", user_of(self), self.client_ip())
             await self._done.wait()
         finally:
             ctx.hub.streams.discard(self)
             conn.stop(block=False)
+            if opened_at is not None:
+                self._log_close(opened_at)
+
+    def _log_close(self, opened_at: float) -> None:
+        by, (code, reason) = (
+            ("server", self._server_close)
+            if self._server_close is not None
+            else ("client", (None, "client disconnected"))
+        )
+        socketlog.closed(
+            "sse",
+            request_id=None,  # the request's own, from its scope
+            user=user_of(self),
+            remote_ip=self.client_ip(),
+            code=code,
+            reason=reason,
+            by=by,
+            opened_at=opened_at,
+        )
 
     def on_connection_close(self) -> None:
         done = getattr(self, "_done", None)
@@ -122,6 +147,7 @@ class SubscribeHandler(ApiHandler):
         self.send_bytes(
             f"event: close\ndata: {dumps({'code': code, 'reason': reason})}\n\n".encode()
         )
+        self._server_close = (code, reason)
         self._done.set()
 
 

@@ -48,6 +48,7 @@ from actorbase.errors import (
     ResourceExceeded,
     Unauthenticated,
 )
+from actorbase.logs import REQUEST_ID
 from actors.bridge import ask
 from actors.connection import (
     ConnectionActor,
@@ -60,9 +61,10 @@ from actors.connection import (
 from actors.hub import CLOSE_AUTH, CLOSE_HEARTBEAT, CLOSE_TOO_MANY
 from actors.room import ROOM_RE
 from actors.transactor import submit
-from handlers import jsonwire
+from handlers import jsonwire, socketlog
+from handlers.accesslog import client_ip, user_of
 from handlers.base import principal_for_token
-from handlers.cors import websocket_origin_allowed
+from handlers.cors import log_refused, websocket_origin_allowed
 from store import permissions
 from store.mutations import parse_ops
 from store.principal import Principal
@@ -131,9 +133,14 @@ class WebSocket(tornado.websocket.WebSocketHandler):
     __slots__ = (
         "_bucket",
         "_conn",
+        "_ip",
+        "_messages_in",
+        "_messages_out",
         "_open",
         "_opened_at",
         "_ponged",
+        "_rid",
+        "_server_close",
         "_tasks",
         "_unsent",
         "ctx",
@@ -166,6 +173,11 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         # The message-rate token bucket: (tokens, when last refilled).
         self._bucket = (float(2 * ctx.settings.ws_message_rate), time.monotonic())
         self._tasks = None
+        # For the close line (handlers.socketlog): frames in and out, who closed.
+        self._messages_in = self._messages_out = 0
+        self._server_close: tuple[int | None, str | None] | None = None
+        self._rid: str | None = None
+        self._ip = ""
 
     @property
     def max_message_size(self) -> int:
@@ -174,7 +186,11 @@ class WebSocket(tornado.websocket.WebSocketHandler):
 
     def check_origin(self, origin: str) -> bool:
         # Pages of this server and CORS_ORIGINS; clients sending no Origin never get here.
-        return websocket_origin_allowed(self.ctx.settings.cors_origins, origin, self.request.host)
+        ctx, host = self.ctx, self.request.host
+        allowed = websocket_origin_allowed(ctx.settings.cors_origins, origin, host)
+        if not allowed:
+            log_refused(origin, "websocket")
+        return allowed
 
     def open(self, *args: str, **kwargs: str) -> None:
         # Tornado reads none of these after the handshake (its error log reads the
@@ -185,6 +201,8 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         self.ui = None
         self._headers.clear()  # the 101 response's
         request = self.request
+        self._ip = client_ip(request, self.ctx.settings.trust_proxy)
+        self._rid = REQUEST_ID.get()
         request.headers.clear()
         request.connection = request.server_connection = None
         if self.ctx.shutting_down or self.ctx.hub is None:
@@ -193,12 +211,14 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         self._open = True
         self.ctx.websockets += 1
         self.ctx.hub.websockets.add(self)
+        socketlog.opened("websocket", None, self._ip)
 
     def on_close(self) -> None:
         if not self._open:
             return
         self._open = False
         self.ctx.websockets -= 1
+        self._log_close()
         if self.ctx.hub is not None:
             self.ctx.hub.websockets.discard(self)
         # Mutations still waiting for COMMIT are left to finish: a mutation received is
@@ -206,9 +226,34 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         if self._conn is not None:
             self._conn.stop(block=False)  # leaves its subscriptions and rooms
 
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if self._server_close is None:
+            self._server_close = (code, reason)
+        super().close(code, reason)
+
+    def _log_close(self) -> None:
+        closed_by, (code, reason) = (
+            ("server", self._server_close)
+            if self._server_close is not None
+            else ("client", (self.close_code, self.close_reason))
+        )
+        socketlog.closed(
+            "websocket",
+            request_id=self._rid,
+            user=user_of(self),
+            remote_ip=self._ip,
+            code=code,
+            reason=reason,
+            by=closed_by,
+            opened_at=self._opened_at,
+            messages_in=self._messages_in,
+            messages_out=self._messages_out,
+        )
+
     # -- incoming --------------------------------------------------------------------------
 
     async def on_message(self, message: str | bytes) -> None:
+        self._messages_in += 1
         try:
             await self._handle(message)
         except ApiError as exc:
@@ -434,6 +479,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             return
+        self._messages_out += 1
         stream = conn.stream
         if not stream.writing() and stream.__class__ is IOStream:  # TLS: via the stream
             try:
