@@ -114,7 +114,7 @@ def _text_value(value: Any) -> str:
     if isinstance(value, list | tuple | frozenset | set):
         value = ",".join(map(str, value))
     text = escape(str(value))
-    return text if _BARE.fullmatch(text) else json.dumps(text, ensure_ascii=False)
+    return text if _BARE.fullmatch(text) else '"' + text.replace('"', '\\"') + '"'
 
 
 class JsonFormatter(logging.Formatter):
@@ -158,3 +158,4 @@ def configure(level: str, fmt: str) -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger(START_LOGGER).setLevel(logging.INFO)
+    logging.captureWarnings(True)  # Python's warnings too, in the same format
