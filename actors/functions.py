@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import signal
@@ -24,6 +25,7 @@ from typing import Any
 import ujson
 
 from actorbase.errors import ApiError, Conflict, Internal, NotFound, ResourceExceeded
+from actorbase.logs import REQUEST_ID
 from actors.transactor import submit
 from actors.writer import Writer
 from config.app import App
@@ -51,6 +53,28 @@ class WorkerProcess:
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
+        self.request_id: str | None = None
+        """The request of the call it runs (or ran last): its output is about that."""
+        # In a context of its own: not that of the request whose call respawned it.
+        self._relay = asyncio.get_running_loop().create_task(
+            self._relay_output(), context=contextvars.Context()
+        )
+
+    async def _relay_output(self) -> None:
+        """What the worker writes to stderr (a function's `print`, a traceback), one
+        log line per line, so it takes the log's format and its call's request id."""
+        assert self.proc.stderr is not None
+        while True:
+            try:
+                line = await self.proc.stderr.readline()
+            except ValueError:  # over the reader's limit (64 KiB): dropped
+                line = b"(a line over 64 KiB, dropped)\n"
+            if not line:
+                return
+            text = line.decode(errors="replace").rstrip("\r\n")
+            logger.warning(
+                "function worker %d: %s", self.proc.pid, text, extra={"request_id": self.request_id}
+            )
 
     @classmethod
     async def spawn(cls, config: dict[str, Any]) -> WorkerProcess:
@@ -61,6 +85,7 @@ class WorkerProcess:
             ujson.dumps(config),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         worker = cls(proc)
         try:
@@ -88,6 +113,7 @@ class WorkerProcess:
         """The worker's reply; ResourceExceeded past the wall-clock deadline or for a
         worker the OS killed over its CPU limit; WorkerDied if it died otherwise."""
         assert self.proc.stdin is not None
+        self.request_id = REQUEST_ID.get()
         try:
             self.proc.stdin.write(encode_frame(request))
             await self.proc.stdin.drain()

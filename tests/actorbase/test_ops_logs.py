@@ -150,6 +150,12 @@ def test_an_error_line_carries_the_request_id_of_its_request(server):
     assert "500 POST /api/fn/crash" in access and "route=/api/fn/*" in access
     assert "user=admin" in access and ADMIN_TOKEN not in server.log()
     assert error != access
+    # A function's traceback, written by its worker process, is about its request too.
+    boom = rid()
+    admin = Api(server.url, ADMIN_TOKEN)
+    assert admin.post("/api/fn/boom", json={}, headers={"X-Request-ID": boom}).status_code == 500
+    (traceback_end,) = lines_with(server, "RuntimeError: secret internals", f"request_id={boom}")
+    assert " WARNING actors.functions: function worker " in traceback_end
 
 
 # -- secrets ----------------------------------------------------------------------------------
