@@ -111,6 +111,8 @@ class TextFormatter(logging.Formatter):
 
 
 def _text_value(value: Any) -> str:
+    if isinstance(value, int | float):
+        return str(value)
     if isinstance(value, list | tuple | frozenset | set):
         value = ",".join(map(str, value))
     text = escape(str(value))

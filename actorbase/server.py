@@ -2,7 +2,8 @@
 
 Order: bind the socket (fail fast if the port is taken), the APP definition,
 secrets, store and migrations, the app's indexes, the read pool, accounts, file
-storage, the transactor, the function workers, then serve.
+storage, the transactor, the function workers, then serve, logging the effective
+configuration (config.effective, no secrets) once.
 Stopping (SIGTERM/SIGINT) stops accepting, answers every request and WebSocket
 mutation already received (each socket is closed with 1001 only after its answers),
 lets queued writes commit, closes the store, and returns 0, all within

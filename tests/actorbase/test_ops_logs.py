@@ -8,6 +8,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from tests.handlers.accounts import Account, signup
+from tests.s3server import S3Server
 from tests.serverproc import ADMIN_TOKEN, Api, ServerProcess
 from tests.wsclient import SseClient, WsClient
 
@@ -275,9 +277,29 @@ def test_a_cors_refusal_names_the_origin_bounded(server):
 # -- the configuration at start ---------------------------------------------------------------
 
 
-def test_the_configuration_is_logged_once_without_secrets(make_server, backend):
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory) -> Iterator[S3Server]:
+    server = S3Server(tmp_path_factory.mktemp("moto") / "moto.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("storage", ["local", "s3"])
+def test_the_configuration_is_logged_once_without_secrets(make_server, backend, storage, request):
+    env = {}
+    if storage == "s3":
+        moto = request.getfixturevalue("s3")
+        bucket = moto.bucket()
+        # moto takes any key: a unique one shows it is never written.
+        env = {**moto.server_env(bucket), "AWS_SECRET_ACCESS_KEY": "sk-" + uuid.uuid4().hex}
     server = make_server(
-        backend, start=False, APP=FN_APP, FUNCTION_WORKERS=1, CORS_ORIGINS=CORS, LOG_LEVEL="error"
+        backend,
+        start=False,
+        APP=FN_APP,
+        FUNCTION_WORKERS=1,
+        CORS_ORIGINS=CORS,
+        LOG_LEVEL="error",
+        **env,
     )
     password = "pw-" + uuid.uuid4().hex
     if backend == "postgres":  # the test server trusts local users: any password works
@@ -289,7 +311,12 @@ def test_the_configuration_is_logged_once_without_secrets(make_server, backend):
     (line,) = lines_with(server, "actorbase.start: configuration ")
     database = re.search(r"database=(\S+)", line).group(1)
     assert database == server.database_url  # as given, less the password
-    assert "storage=file://" in line and f"cors_origins={CORS}" in line
+    if storage == "s3":
+        assert f"storage=s3://{bucket}/files s3_endpoint={moto.endpoint} " in line
+        assert env["AWS_SECRET_ACCESS_KEY"] not in server.log()
+    else:
+        assert f"storage=file://{server.data_dir / 'storage'} " in line
+    assert f"cors_origins={CORS}" in line
     assert f"app={FN_APP}" in line and re.search(r"functions=\S*crash", line)
     assert "entities=" in line and "max_body_bytes=1048576" in line
     assert "admin_token=ADMIN_TOKEN" in line
