@@ -36,14 +36,17 @@ def closed(
     request_id: str | None,
     user: str | None,
     remote_ip: str,
-    code: int | None,
-    reason: str | None,
-    by: str,
+    server_close: tuple[int | None, str | None] | None,
+    client_close: tuple[int | None, str | None],
     opened_at: float,
     messages_in: int | None = None,
     messages_out: int | None = None,
 ) -> None:
-    """The close line; `opened_at` is a `time.monotonic()` reading."""
+    """The close line: the server's code and reason if it closed (`server_close`),
+    else the client's; `opened_at` is a `time.monotonic()` reading."""
+    by, (code, reason) = (
+        ("server", server_close) if server_close is not None else ("client", client_close)
+    )
     code = CLOSE_ABNORMAL if code is None else code
     values = {
         "channel": channel,

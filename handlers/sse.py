@@ -90,24 +90,15 @@ class SubscribeHandler(ApiHandler):
             ctx.hub.streams.discard(self)
             conn.stop(block=False)
             if opened_at is not None:
-                self._log_close(opened_at)
-
-    def _log_close(self, opened_at: float) -> None:
-        by, (code, reason) = (
-            ("server", self._server_close)
-            if self._server_close is not None
-            else ("client", (None, "client disconnected"))
-        )
-        socketlog.closed(
-            "sse",
-            request_id=None,  # the request's own, from its scope
-            user=user_of(self),
-            remote_ip=self.client_ip(),
-            code=code,
-            reason=reason,
-            by=by,
-            opened_at=opened_at,
-        )
+                socketlog.closed(
+                    "sse",
+                    request_id=None,  # the request's own, from its scope
+                    user=user_of(self),
+                    remote_ip=self.client_ip(),
+                    server_close=self._server_close,
+                    client_close=(None, "client disconnected"),
+                    opened_at=opened_at,
+                )
 
     def on_connection_close(self) -> None:
         done = getattr(self, "_done", None)

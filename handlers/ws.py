@@ -218,7 +218,17 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             return
         self._open = False
         self.ctx.websockets -= 1
-        self._log_close()
+        socketlog.closed(
+            "websocket",
+            request_id=self._rid,
+            user=user_of(self),
+            remote_ip=self._ip,
+            server_close=self._server_close,
+            client_close=(self.close_code, self.close_reason),
+            opened_at=self._opened_at,
+            messages_in=self._messages_in,
+            messages_out=self._messages_out,
+        )
         if self.ctx.hub is not None:
             self.ctx.hub.websockets.discard(self)
         # Mutations still waiting for COMMIT are left to finish: a mutation received is
@@ -230,25 +240,6 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         if self._server_close is None:
             self._server_close = (code, reason)
         super().close(code, reason)
-
-    def _log_close(self) -> None:
-        closed_by, (code, reason) = (
-            ("server", self._server_close)
-            if self._server_close is not None
-            else ("client", (self.close_code, self.close_reason))
-        )
-        socketlog.closed(
-            "websocket",
-            request_id=self._rid,
-            user=user_of(self),
-            remote_ip=self._ip,
-            code=code,
-            reason=reason,
-            by=closed_by,
-            opened_at=self._opened_at,
-            messages_in=self._messages_in,
-            messages_out=self._messages_out,
-        )
 
     # -- incoming --------------------------------------------------------------------------
 
