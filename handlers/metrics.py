@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hmac
 
-from prometheus_client import CONTENT_TYPE_LATEST
-
 from actorbase.errors import Unauthenticated
 from handlers.base import ApiHandler
 from handlers.openapi import ADMIN, STRING, operation
 from store.principal import Principal
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The classic text format, which `generate_latest` writes and every Prometheus reads
+(the library's CONTENT_TYPE_LATEST, version 1.0.0, is new to older servers)."""
 
 
 class MetricsHandler(ApiHandler):
@@ -41,5 +43,5 @@ class MetricsHandler(ApiHandler):
 
     async def get(self) -> None:
         body = await self.ctx.metrics.scrape(self.ctx.reads)
-        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(body)
