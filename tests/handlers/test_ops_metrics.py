@@ -224,6 +224,9 @@ def test_sockets_subscriptions_rooms_and_fanout(server, admin):
             return value(during, name, **labels) - value(before, name, **labels)
 
         assert moved("actorbase_connections", transport="websocket") == 3
+        assert (
+            requests_of(during, "ws", "GET", "101") - requests_of(before, "ws", "GET", "101") == 3
+        )
         assert moved("actorbase_connections", transport="sse") == 1
         assert moved("actorbase_subscriptions") == 3
         assert moved("actorbase_live_queries") == 1
