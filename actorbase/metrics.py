@@ -4,12 +4,13 @@ One `Metrics` per application, each with its own CollectorRegistry (never the
 library's global one), so several servers in one interpreter never share a figure.
 
 Three kinds of figure, each counted where it is cheapest:
-- events counted as they happen (requests, commits, fan-outs, closes, read-pool
-  waits, store errors): prometheus_client counters and histograms, thread-safe, a
-  few microseconds each; the request's children are looked up once per (handler
-  class, method, status) and kept;
+- events counted as they happen: requests, the hottest path, as plain numbers on the
+  IOLoop (~1 µs a request; a prometheus_client counter and histogram cost 5 µs with
+  their locks); commits, fan-outs, closes, read-pool waits and store errors, from
+  several threads, as prometheus_client counters and histograms (thread-safe);
 - levels read at scrape time from what the process keeps anyway (open sockets,
-  subscriptions, rooms, queue lengths): `_Live`, on the IOLoop, no locks;
+  subscriptions, rooms, queue lengths) and the request figures: `_Live`, on the
+  IOLoop, no locks;
 - figures about the data (users, active today, stored files, the last tx): read from
   the database through the read pool when a scrape asks and they are older than
   DATA_MAX_AGE, so on PostgreSQL every process reports the same cluster-wide numbers
@@ -18,9 +19,11 @@ Three kinds of figure, each counted where it is cheapest:
 
 from __future__ import annotations
 
+import bisect
 import concurrent.futures
 import dataclasses
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -35,7 +38,13 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
 
 import actorbase
 from actorbase.errors import ApiError, Internal
@@ -164,20 +173,9 @@ class Metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
-        self._requests = Counter(
-            "actorbase_http_requests",
-            "HTTP requests answered, by route class, method and status code",
-            ("route", "method", "code"),
-            registry=registry,
-        )
-        self._request_seconds = Histogram(
-            "actorbase_http_request_duration_seconds",
-            "Time from a request's arrival to its last byte (an SSE stream: its life)",
-            ("route", "method"),
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self._by_request: dict[tuple[type, str, int], tuple[Any, Any]] = {}
+        self._requests: dict[tuple[type, str, int], _Tally] = {}
+        """Per (handler class, method, status): its count, and its route's latencies."""
+        self._latencies: dict[tuple[str, str], _Latency] = {}
         self.tx_committed = Counter(
             "actorbase_tx_committed",
             "Transactions (one per mutation) this process's writer committed",
@@ -241,19 +239,50 @@ class Metrics:
     # -- events -------------------------------------------------------------------------
 
     def observe(self, handler: tornado.web.RequestHandler) -> None:
-        """Count one finished request (the Application's log_function calls this)."""
+        """Count one finished request (the Application's log_function calls this, on
+        the IOLoop: plain numbers, no lock, ~1 µs)."""
         request = handler.request
         method = request.method if request.method in _METHODS else "OTHER"
         key = (handler.__class__, method, handler.get_status())
-        children = self._by_request.get(key)
-        if children is None:
-            route = route_class(key[0])
-            children = self._by_request[key] = (
-                self._requests.labels(route, method, str(key[2])),
-                self._request_seconds.labels(route, method),
-            )
-        children[0].inc()
-        children[1].observe(request.request_time())
+        tally = self._requests.get(key)
+        if tally is None:
+            tally = self._requests[key] = self._tally(*key)
+        tally.count += 1
+        latency = tally.latency
+        seconds = request.request_time()
+        latency.sum += seconds
+        latency.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+
+    def _tally(self, cls: type, method: str, status: int) -> _Tally:
+        route = route_class(cls)
+        latency = self._latencies.get((route, method))
+        if latency is None:
+            latency = self._latencies[route, method] = _Latency()
+        return _Tally((route, method, str(status)), latency)
+
+    def _request_families(self) -> Iterator[Metric]:
+        """The request figures as they are now (IOLoop)."""
+        counts: dict[tuple[str, str, str], int] = {}
+        for tally in self._requests.values():  # two classes may share a route class
+            counts[tally.labels] = counts.get(tally.labels, 0) + tally.count
+        requests = CounterMetricFamily(
+            "actorbase_http_requests",
+            "HTTP requests answered, by route class, method and status code",
+            labels=("route", "method", "code"),
+        )
+        for labels, count in counts.items():
+            requests.add_metric(labels, count)
+        yield requests
+        durations = HistogramMetricFamily(
+            "actorbase_http_request_duration_seconds",
+            "Time from a request's arrival to its last byte (an SSE stream: its life)",
+            labels=("route", "method"),
+        )
+        for labels, latency in self._latencies.items():
+            cumulative = list(itertools.accumulate(latency.buckets))
+            bounds = [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]
+            durations.add_metric(labels, list(zip(bounds, cumulative, strict=True)), latency.sum)
+        yield durations
 
     def logger(
         self, log: Callable[[tornado.web.RequestHandler], None]
@@ -331,6 +360,28 @@ class Metrics:
         return self._reads.queued if self._reads is not None else 0
 
 
+class _Latency:
+    """One route class and method's request latencies: a histogram's buckets (not
+    cumulative; the last is +Inf) and sum. IOLoop only."""
+
+    __slots__ = ("buckets", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+
+
+class _Tally:
+    """Requests of one handler class, method and status. IOLoop only."""
+
+    __slots__ = ("count", "labels", "latency")
+
+    def __init__(self, labels: tuple[str, str, str], latency: _Latency) -> None:
+        self.labels = labels
+        self.latency = latency
+        self.count = 0
+
+
 class _Live:
     """A custom collector: what the process holds, read on the IOLoop by `take` (every
     field it reads is touched on that thread only) and handed to whichever thread
@@ -350,6 +401,7 @@ class _Live:
 
     def _read(self) -> Iterator[Metric]:
         ctx, metrics = self._ctx, self._metrics
+        yield from metrics._request_families()
         info = GaugeMetricFamily(
             "actorbase_build_info",
             "Always 1: the version and backend",
