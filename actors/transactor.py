@@ -94,8 +94,9 @@ class Transactor(pykka.ThreadingActor):
         self._schema = schema
         """The app's schema: every row written must fit it."""
         self._meter = meter
-        self._metrics = metrics
         """Counts committed mutations; written on this actor's thread only."""
+        self._metrics = metrics
+        """/metrics' writer figures (actorbase.metrics), moved on this thread."""
         self._group_max = group_max if group_commit else 1
         self._listeners: list[Listener] = list(listeners or ())
         self._on_death = on_death
