@@ -20,13 +20,11 @@ Three kinds of figure, each counted where it is cheapest:
 from __future__ import annotations
 
 import bisect
-import concurrent.futures
-import dataclasses
 import functools
 import itertools
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import tornado.web
 from prometheus_client import (
@@ -50,13 +48,12 @@ import actorbase
 from actorbase.errors import ApiError, Internal
 from actors.connection import CLOSE_SLOW
 from actors.hub import CLOSE_AUTH, CLOSE_GOING_AWAY, REVOKED
-from store import files
-from store.stats import user_count, utc_midnight_ms
+from store.figures import DataFigures, read_data_figures
+from store.timedpool import TimedExecutor
 
 if TYPE_CHECKING:
     from actorbase.context import Context
     from actors.transactor import Mutation
-    from store.base import Txn
     from store.mutations import Outcome
     from store.readpool import ReadPool
 
@@ -104,65 +101,6 @@ def route_class(cls: type) -> str:
     if cls.__name__ == "NotFoundHandler":
         return "unmatched"
     return ROUTE_CLASSES.get(cls.__module__, "other")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class DataFigures:
-    """Figures about the data, the same from every process on one database."""
-
-    users: int
-    active_today: int
-    files: int
-    file_bytes: int
-    last_tx: int
-
-
-def read_data_figures(txn: Txn) -> DataFigures:
-    """On a read-pool thread, in one snapshot: the counts /api/admin/stats reads, plus
-    users active today from the sessions table (every process's sign-ins and refreshes)."""
-    midnight = utc_midnight_ms()
-    (active,) = txn.execute(
-        "SELECT count(DISTINCT user_id) FROM ab_sessions WHERE created_at >= ? "
-        "OR last_used_at >= ?",
-        (midnight, midnight),
-    ).fetchone()
-    file_count, file_bytes = files.totals(txn)
-    return DataFigures(user_count(txn), int(active), file_count, file_bytes, txn.last_tx())
-
-
-class TimedExecutor(concurrent.futures.ThreadPoolExecutor):
-    """A thread pool that reports how long each call waited for a thread, and counts
-    calls that failed with anything but an API error (a database that refused or went
-    away). What `loop.run_in_executor` submits goes through `submit`."""
-
-    def __init__(
-        self,
-        threads: int,
-        name: str,
-        waited: Callable[[float], None],
-        failed: Callable[[], None],
-    ) -> None:
-        super().__init__(threads, thread_name_prefix=name)
-        self._waited = waited
-        self._failed = failed
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        return super().submit(self._timed, time.monotonic(), fn, args, kwargs)
-
-    @property
-    def queued(self) -> int:
-        """Calls waiting for a thread."""
-        return self._work_queue.qsize()
-
-    def _timed(self, queued: float, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        self._waited(time.monotonic() - queued)
-        try:
-            return fn(*args, **kwargs)
-        except ApiError:
-            raise
-        except Exception:
-            self._failed()
-            raise
 
 
 class Metrics:
