@@ -6,6 +6,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING
 
+from actorbase.metrics import Metrics
 from config.app import EMPTY, App
 from store.query.ast import Limits
 from store.query.links import Links
@@ -54,6 +55,8 @@ class Context:
     """The APP definition: schema, rules, functions."""
     functions: FunctionPool | None = None
     """Runs the app's server functions (None when it has none)."""
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)
+    """The Prometheus figures served at /metrics (one registry per application)."""
 
     @property
     def query_limits(self) -> Limits:

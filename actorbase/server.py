@@ -26,6 +26,7 @@ import tornado.netutil
 import actorbase
 from actorbase import logs
 from actorbase.context import Context
+from actorbase.metrics import Metrics
 from actors.dispatcher import Dispatcher
 from actors.functions import FunctionPool
 from actors.hub import Hub, UserLoad
@@ -129,7 +130,8 @@ class Server:
                 f"actorbase: APP {s.app}: a unique attribute already has duplicates: "
                 f"{str(exc).splitlines()[0]}"
             ) from None
-        reads = ReadPool(store, s.read_threads)
+        metrics = Metrics()
+        reads = ReadPool(store, s.read_threads, metrics.read_executor(s.read_threads))
         # The signing keys live in the database: every process on it uses the same.
         keep = secrets.kept_in(store.secret, s.data_path)
         # Loads or generates the signing key and a dummy bcrypt hash: blocking.
@@ -158,6 +160,7 @@ class Server:
                 s.group_commit_max,
                 stats.mutations,
                 app.schema,
+                metrics=metrics,
             ),
             on_give_up=lambda reason: loop.call_soon_threadsafe(self._give_up, reason),
         )
@@ -180,7 +183,7 @@ class Server:
                 raise SystemExit(f"actorbase: APP {s.app}: {exc}") from None
         # Live queries hear of every commit, in tx order, before any socket is accepted:
         # on PostgreSQL from the database, as other processes may share it.
-        dispatcher = Dispatcher(loop, reads, s.fanout_turn, s.query_max_bytes)
+        dispatcher = Dispatcher(loop, reads, s.fanout_turn, s.query_max_bytes, metrics.sent)
         if s.is_postgres:
             self._feed = TxFeed(
                 s.database_url,
@@ -217,7 +220,9 @@ class Server:
             stats=stats,
             app=app,
             functions=functions,
+            metrics=metrics,
         )
+        metrics.watch(self.ctx)
         self._http = tornado.httpserver.HTTPServer(
             make_app(self.ctx), max_body_size=largest_body(s), xheaders=False
         )

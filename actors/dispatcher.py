@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -51,7 +52,10 @@ class Dispatcher:
         reads: ReadPool,
         fanout_turn: float,
         max_bytes: int | None = None,
+        on_sent: Callable[[float], None] | None = None,
     ) -> None:
+        """`on_sent`: told when a diff reached every member (actors.subscription)."""
+        self._on_sent = on_sent
         self._loop = loop
         self._reads = reads
         self._fanout_turn = fanout_turn
@@ -102,7 +106,13 @@ class Dispatcher:
         shared = self._by_key.get(key) if resume_from is None else None
         if shared is None:
             ref = SubscriptionActor.start(
-                query, principal, self._reads, self._fanout_turn, resume_from, self._max_bytes
+                query,
+                principal,
+                self._reads,
+                self._fanout_turn,
+                resume_from,
+                self._max_bytes,
+                self._on_sent,
             )
             shared = _Shared(ref, query_entities(query), key if resume_from is None else None)
             if shared.key is not None:

@@ -47,6 +47,9 @@ CLOSE_TOO_MANY = 4029
 CLOSE_GOING_AWAY = 1001
 """The server is stopping."""
 
+REVOKED = "Session revoked"
+"""The close reason of a socket whose session ended (counted apart in /metrics)."""
+
 HEARTBEAT_STEP = 0.05
 """Time between two heartbeat steps, in seconds (longer for an interval of over
 MAX_STEPS steps; one step for an interval shorter than this)."""
@@ -151,7 +154,7 @@ class Hub:
 
     def _close_ended(self, ended: set[str]) -> None:
         for conn in [c for c in self._all() if c.session_id in ended]:
-            conn.close_for(CLOSE_AUTH, "Session revoked")
+            conn.close_for(CLOSE_AUTH, REVOKED)
 
 
 class UserLoad:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import ujson
@@ -150,8 +152,11 @@ class SubscriptionActor(LoopActor):
         fanout_turn: float,
         resume_from: int | None = None,
         max_bytes: int | None = None,
+        on_sent: Callable[[float], None] | None = None,
     ) -> None:
+        """`on_sent(seen_at)`: a diff computed from a change set reached every member."""
         super().__init__()
+        self._on_sent = on_sent
         self._query = query
         self._max_bytes = max_bytes
         self._principal = principal
@@ -374,6 +379,8 @@ class SubscriptionActor(LoopActor):
         self._windows.update(updated)
         self._tx = changeset.tx
         self._emit(diffs, changeset.tx)
+        if self._on_sent is not None and any(diffs):
+            self._fanout.then(functools.partial(self._on_sent, changeset.seen_at))
 
     # -- sending -------------------------------------------------------------------------
 

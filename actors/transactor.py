@@ -38,6 +38,7 @@ from store.schema import Schema
 from store.stats import Meter
 
 if TYPE_CHECKING:
+    from actorbase.metrics import Metrics
     from actors.writer import Writer
     from store.functions import ReadSet
 
@@ -50,6 +51,8 @@ class ChangeSet:
 
     tx: int
     changes: list[Change]
+    seen_at: float = dataclasses.field(default_factory=time.monotonic)
+    """When this process learned of the commit: the start of its fan-out latency."""
 
 
 Listener = Callable[[ChangeSet], None]
@@ -84,6 +87,7 @@ class Transactor(pykka.ThreadingActor):
         schema: Schema | None = None,
         listeners: list[Listener] | None = None,
         on_death: Callable[[Transactor], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
         self._store = store
@@ -91,6 +95,8 @@ class Transactor(pykka.ThreadingActor):
         """The app's schema: every row written must fit it."""
         self._meter = meter
         """Counts committed mutations; written on this actor's thread only."""
+        self._metrics = metrics
+        """/metrics' writer figures (actorbase.metrics), moved on this thread."""
         self._group_max = group_max if group_commit else 1
         self._listeners: list[Listener] = list(listeners or ())
         self._on_death = on_death
@@ -162,6 +168,7 @@ class Transactor(pykka.ThreadingActor):
                 schema_stats.apply(txn, [c for o in done for c in o.changes])
             return done[-1].tx if done else None
 
+        started = time.monotonic()
         try:
             keys = [(op.entity, op.id) for mutation in group for op in mutation.ops]
             self._store.write_group(keys, run)
@@ -174,6 +181,8 @@ class Transactor(pykka.ThreadingActor):
             if isinstance(outcome, Outcome) and self._meter is not None:
                 self._meter.record(committed - mutation.queued_at)
             answer(mutation.reply, outcome)
+        if self._metrics is not None:
+            self._metrics.committed(group, outcomes, started, committed)
         # After the replies: on the loop a writer's answer goes out before the fan-out of
         # its diff (which took 30 ms to 1,000 sockets), as through store.txfeed.
         for outcome in outcomes:

@@ -63,6 +63,11 @@ class Writer:
         dead transactor's successor starts)."""
         return self.failure is None and not self._stopping and self._ref.is_alive()
 
+    @property
+    def queued(self) -> int:
+        """Messages (mutations) waiting in the current transactor's mailbox."""
+        return self._ref.actor_inbox.qsize()  # type: ignore[attr-defined]
+
     def tell(self, message: Any) -> None:
         """Send to the current transactor; ActorDeadError once stopped or given up."""
         with self._lock:

@@ -163,6 +163,13 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("jwt_private_key", "JWT_PRIVATE_KEY", _text, None, "RSA private key (PEM) for RS256"),
     Field(
+        "metrics_token",
+        "METRICS_TOKEN",
+        _token,
+        None,
+        "bearer token (≥32 chars) for GET /metrics only; unset: only the admin token scrapes",
+    ),
+    Field(
         "max_body_bytes", "MAX_BODY_BYTES", _int_range(1024, 1 << 30), "1048576", "JSON body limit"
     ),
     Field(
@@ -539,6 +546,7 @@ class Settings:
     database_url: str
     admin_token: str | None
     jwt_private_key: str | None
+    metrics_token: str | None
     max_body_bytes: int
     rate_limit: int
     rate_limit_window: int

@@ -29,6 +29,7 @@ from handlers.cors import Preflight, PreflightHandler
 from handlers.data import EntityHandler, RowHandler
 from handlers.functions import FunctionHandler
 from handlers.health import HealthHandler
+from handlers.metrics import MetricsHandler
 from handlers.mutate import MutateHandler
 from handlers.openapi import SWAGGER_UI_DIR, DocsAssetHandler, DocsHandler, OpenApiHandler
 from handlers.presence import PresenceHandler
@@ -78,6 +79,7 @@ def make_app(ctx: Context) -> tornado.web.Application:
         (r"/api/openapi.json", OpenApiHandler, deps),
         (r"/api/docs", DocsHandler, deps),
         (r"/api/docs/(.+)", DocsAssetHandler, {"path": SWAGGER_UI_DIR}),
+        (r"/metrics", MetricsHandler, deps),
     ]
     return requestscope.Application(  # request ids, route names for the access log
         routes,
@@ -87,5 +89,6 @@ def make_app(ctx: Context) -> tornado.web.Application:
         default_handler_args=deps,
         compress_response=False,
         xheaders=False,
-        log_function=log_request,  # user, route, request id; no tokens or signatures
+        # user, route, request id, no tokens or signatures; then counted for /metrics
+        log_function=ctx.metrics.logger(log_request),
     )

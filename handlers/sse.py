@@ -135,6 +135,8 @@ class SubscribeHandler(ApiHandler):
     def close_for(self, code: int, reason: str) -> None:
         """End the stream; the WebSocket close code and reason go out first as an
         `event: close` (4001: sign in again; 1001: the server is stopping)."""
+        if not self._done.is_set():
+            self.ctx.metrics.closed("sse", code, reason)
         self.send_bytes(
             f"event: close\ndata: {dumps({'code': code, 'reason': reason})}\n\n".encode()
         )

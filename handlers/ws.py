@@ -496,6 +496,8 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         self._unsent.when_drained(below, callback)
 
     def close_for(self, code: int, reason: str) -> None:
+        if self.ws_connection is not None:  # counted once: Tornado drops it on close
+            self.ctx.metrics.closed("websocket", code, reason)
         self.close(code, reason)
 
     def heartbeat(self) -> None:

@@ -15,9 +15,17 @@ T = TypeVar("T")
 class ReadPool:
     """Runs `Store.read` on at most `threads` threads; callers `await` the result."""
 
-    def __init__(self, store: Store, threads: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        threads: int,
+        pool: concurrent.futures.ThreadPoolExecutor | None = None,
+    ) -> None:
+        """`pool`: the threads to read on (actorbase.metrics times them), else `threads` new."""
         self._store = store
-        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="read")
+        self._pool = pool or concurrent.futures.ThreadPoolExecutor(
+            threads, thread_name_prefix="read"
+        )
 
     async def read(self, fn: Callable[[Txn], T]) -> T:
         """`fn` runs in one snapshot on a pool thread."""
