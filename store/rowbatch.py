@@ -41,7 +41,11 @@ class RowBatch:
             ids = list(by_id)
             for start in range(0, len(ids), MAX_IDS):
                 chunk = ids[start : start + MAX_IDS]
-                read = self._run(lambda txn, e=entity, c=chunk: txn.get_many(e, c))
+                try:
+                    read = self._run(lambda txn, e=entity, c=chunk: txn.get_many(e, c))
+                except Exception as exc:  # e.g. the pool is shut down: fail, never hang
+                    read = asyncio.get_running_loop().create_future()
+                    read.set_exception(exc)
                 read.add_done_callback(lambda done, w=by_id, c=chunk: _answer(done, w, c))
 
 

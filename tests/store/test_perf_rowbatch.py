@@ -103,3 +103,15 @@ def test_a_failed_read_reaches_every_caller(store: Store) -> None:
 
     answers = asyncio.run(failing())
     assert [str(a) for a in answers] == ["store down", "store down"]
+
+
+def test_a_shut_pool_fails_its_callers_rather_than_hanging(store: Store) -> None:
+    async def shut() -> list[BaseException | Row | None]:
+        pool = ReadPool(store, 2)
+        pool.shutdown()
+        return await asyncio.wait_for(
+            asyncio.gather(pool.get("todos", "t1"), return_exceptions=True), 10
+        )
+
+    [answer] = asyncio.run(shut())
+    assert isinstance(answer, RuntimeError)
