@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from bench.realtime import _cpu_seconds
 from tests.handlers.accounts import signup
 from tests.serverproc import ADMIN_TOKEN, Api, PostgresDatabase, ServerProcess
 
@@ -41,7 +42,10 @@ end
 """
 
 
-def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
+def wrk(url: str, script: Path, seconds: int, connections: int, pid: int) -> dict[str, float]:
+    """One wrk run; `cpu` is the server process's CPU (user + system) per request in
+    ms, the figure a shared box moves least."""
+    cpu0 = _cpu_seconds(pid)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -55,10 +59,13 @@ def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, flo
         value, unit = float(match.group(1)), match.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
+    cpu = _cpu_seconds(pid) - cpu0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
         "rps": rps,
+        "cpu": cpu / max(1, requests) * 1000,
         "p50": latency("50"),
         "p99": latency("99"),
         "errors": int(errors.group(1)) if errors else 0,
@@ -84,6 +91,7 @@ def run(database_url: str | None, seconds: int, connections: int) -> None:
                 GROUP_COMMIT=group_commit,
             ).start()
             try:
+                pid = server.proc.pid  # type: ignore[union-attr]
                 user = signup(Api(server.url)).access
                 on = "on" if group_commit == "true" else "off"
                 tokens = (
@@ -92,7 +100,7 @@ def run(database_url: str | None, seconds: int, connections: int) -> None:
                 for who, token in tokens:
                     script = tmp / "create.lua"
                     script.write_text(CREATE_LUA % token)
-                    result = wrk(server.url + "/api/data/todos", script, seconds, connections)
+                    result = wrk(server.url + "/api/data/todos", script, seconds, connections, pid)
                     rows.append((f"create, {who} token (group commit {on})", result))
                 if on == "on":
                     mine = Api(server.url, user).get("/api/data/todos", params={"limit": 1000})
@@ -100,7 +108,7 @@ def run(database_url: str | None, seconds: int, connections: int) -> None:
                     for who, token in tokens:
                         script = tmp / "get.lua"
                         script.write_text(GET_LUA % (token, ids))
-                        result = wrk(server.url, script, seconds, connections)
+                        result = wrk(server.url, script, seconds, connections, pid)
                         rows.append((f"get by id, {who} token", result))
             finally:
                 server.stop()
@@ -111,9 +119,15 @@ def run(database_url: str | None, seconds: int, connections: int) -> None:
     backend = "postgresql" if database_url else "sqlite"
     print(f"# bench/rest.py  {datetime.date.today()}  {platform.node()}  {os.cpu_count()} cores")
     print(f"# backend={backend} clients={connections} seconds={seconds} (wrk -t1)")
-    print(f"{'workload':42} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(
+        f"{'workload':42} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
+        f" {'cpu ms/req':>10}"
+    )
     for name, r in rows:
-        print(f"{name:42} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:8d}")
+        print(
+            f"{name:42} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:8d}"
+            f" {r['cpu']:10.3f}"
+        )
     rps = {name: r["rps"] for name, r in rows}
     on, off = (
         rps["create, user token (group commit on)"],

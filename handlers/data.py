@@ -133,7 +133,7 @@ class RowHandler(_DataHandler):
         principal = self.require_auth()
         check_entity(entity)
         check_id(id)
-        row = await self.ctx.reads.read_one(lambda txn: txn.get(entity, id))
+        row = await self.ctx.reads.get(entity, id)
         self.ctx.stats.queries.record(time.perf_counter() - started)
         if row is None or not permissions.can_read(principal, row):
             raise NotFound(f"{entity}/{id} not found")

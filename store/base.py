@@ -18,7 +18,14 @@ import ujson
 
 from store.dialect import Dialect
 from store.query.ast import TRUE, Node, OrderKey
-from store.query.sql import columns, count_sql, get_sql, order_parts, select_sql
+from store.query.sql import (
+    columns,
+    count_sql,
+    get_many_sql,
+    get_sql,
+    order_parts,
+    select_sql,
+)
 from store.rows import Row, dumps
 
 T = TypeVar("T")
@@ -90,6 +97,13 @@ class Txn:
         if self._held is not None:
             self._known[key] = row
         return row
+
+    def get_many(self, entity: str, ids: list[str]) -> dict[str, Row]:
+        """The rows of `entity` among `ids` by id, in one statement (absent ids are
+        left out)."""
+        params: list[Any] = []
+        records = self.execute(get_many_sql(entity, ids, self.dialect, params), params)
+        return {record[0]: self._row(entity, record) for record in records.fetchall()}
 
     def select(
         self,

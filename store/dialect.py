@@ -100,6 +100,11 @@ class Dialect:
         """`(entity, id)` is one of `keys`, bound in a fixed number of parameters."""
         raise NotImplementedError
 
+    def ids_in(self, ids: list[str], params: list[Any]) -> str:
+        """`id` is one of `ids`, bound in one parameter (one statement text for any
+        count, so PostgreSQL prepares it once)."""
+        raise NotImplementedError
+
     def text(self, expr: str) -> str:
         """`expr` compared by code point."""
         return expr
@@ -189,6 +194,10 @@ class SQLiteDialect(Dialect):
             "FROM json_each(?))"
         )
 
+    def ids_in(self, ids: list[str], params: list[Any]) -> str:
+        params.append(dumps(ids))
+        return "id IN (SELECT value FROM json_each(?))"
+
     def _type(self, path: Path) -> str:
         return f"json_type(data, {self._lit(path)})"
 
@@ -268,6 +277,10 @@ class PostgresDialect(Dialect):
     def keys_in(self, keys: list[tuple[str, str]], params: list[Any]) -> str:
         params.extend(([e for e, _ in keys], [i for _, i in keys]))
         return "(entity, id) IN (SELECT * FROM unnest(?::text[], ?::text[]))"
+
+    def ids_in(self, ids: list[str], params: list[Any]) -> str:
+        params.append(ids)
+        return "id = ANY(?::text[])"
 
     def text(self, expr: str) -> str:
         return f'{expr} COLLATE "C"'

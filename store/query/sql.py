@@ -192,6 +192,13 @@ def get_sql(entity: str, dialect: Dialect) -> str:
     return f"SELECT {columns(dialect)} FROM {_source(entity, dialect)} AND id = ?"
 
 
+def get_many_sql(entity: str, ids: list[str], dialect: Dialect, params: list[Any]) -> str:
+    """The rows of `entity` with the given ids, in any order."""
+    return f"SELECT {columns(dialect)} FROM {_source(entity, dialect)} AND " + dialect.ids_in(
+        ids, params
+    )
+
+
 def by_ids_sql(
     entity: str, where: Node, ids: list[str], dialect: Dialect, params: list[Any]
 ) -> str:
