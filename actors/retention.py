@@ -76,7 +76,10 @@ class Retention:
             deleted = await self._reads.call(lambda: self._prune_batch(now))
             total += deleted
             if deleted < txlog.BATCH:
-                return total
+                break
+        if total:
+            await self._reads.call(lambda: self._store.reclaim("ab_tx"))
+        return total
 
     def _prune_batch(self, now: int) -> int:
         with self._store.transaction() as txn:

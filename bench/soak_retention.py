@@ -125,14 +125,14 @@ def main() -> None:
             args.database_url, retention, commits, args.rows, args.round, args.connections
         )
     print(
-        f"{'TX_RETENTION':>12} {'commits':>8} {'ab_tx rows':>10} {'db first round':>15} "
-        f"{'db at the end':>14}"
+        f"{'TX_RETENTION':>12} {'commits':>8} {'ab_tx rows':>10} {'db at start':>12} "
+        f"{'db 1st round':>13} {'db at the end':>14}"
     )
     for retention, samples in results.items():
-        first, end = samples[1], samples[-1]
+        start, first, end = samples[0], samples[1], samples[-1]
         print(
-            f"{retention:>12} {end[0]:8d} {end[1]:10d} {first[3] / 1e6:12.1f} MB "
-            f"{end[3] / 1e6:11.1f} MB"
+            f"{retention:>12} {end[0]:8d} {end[1]:10d} {start[3] / 1e6:9.1f} MB "
+            f"{first[3] / 1e6:10.1f} MB {end[3] / 1e6:11.1f} MB"
         )
 
 
