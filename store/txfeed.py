@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 import ujson
 
+from store import txlog
 from store.mutations import Change
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ id are no longer all in the log: whoever follows them must read afresh."""
 
 _PAGE_SQL = (
     "SELECT f.value, t.tx, t.changes FROM ab_counters f "
-    "LEFT JOIN ab_tx t ON t.tx > %s AND t.tx <= %s WHERE f.name = 'tx_floor' ORDER BY t.tx"
+    f"LEFT JOIN ab_tx t ON t.tx > %s AND t.tx <= %s WHERE f.name = '{txlog.FLOOR}' ORDER BY t.tx"
 )
 """A page of the log and the floor, in one snapshot: rows after the floor are all there."""
 
@@ -136,12 +137,13 @@ class TxFeed:
         while self._cursor < upto:
             end = min(upto, self._cursor + PAGE)
             rows = self._conn.execute(_PAGE_SQL, (self._cursor, end)).fetchall()
-            if int(rows[0][0]) > self._cursor:
+            floor = int(rows[0][0])
+            if not txlog.covered(floor, self._cursor):
                 logger.warning(
                     "commit feed fell behind the tx log's retention (at tx %d, pruned up to "
                     "%d): live queries read afresh",
                     self._cursor,
-                    int(rows[0][0]),
+                    floor,
                 )
                 self._on_gap(upto)  # reads taken from now on have everything up to it
                 self._cursor = upto

@@ -17,8 +17,11 @@ from __future__ import annotations
 from config.retention import TxRetention
 from store.base import Txn
 
-FLOOR_SQL = "SELECT value FROM ab_counters WHERE name = 'tx_floor'"
-"""The floor: the log holds every commit after it (migration 7 starts it at 0)."""
+FLOOR = "tx_floor"
+"""The floor's row in ab_counters: the log holds every commit after it (migration 7
+starts it at 0)."""
+
+FLOOR_SQL = f"SELECT value FROM ab_counters WHERE name = '{FLOOR}'"
 
 BATCH = 1000
 """Most commits deleted in one transaction: a prune never holds locks for long."""
@@ -31,7 +34,12 @@ def floor(txn: Txn) -> int:
 def covers(txn: Txn, since: int) -> bool:
     """Whether the log still holds every commit after tx `since` (read it after the
     log rows it vouches for)."""
-    return since >= floor(txn)
+    return covered(floor(txn), since)
+
+
+def covered(floor: int, since: int) -> bool:
+    """Whether a log pruned up to `floor` holds every commit after tx `since`."""
+    return since >= floor
 
 
 def prune(txn: Txn, retention: TxRetention, now: int) -> int:
@@ -59,5 +67,5 @@ def prune(txn: Txn, retention: TxRetention, now: int) -> int:
     if cut == low:
         return 0
     deleted = txn.execute("DELETE FROM ab_tx WHERE tx > ? AND tx <= ?", (low, cut)).rowcount
-    txn.execute("UPDATE ab_counters SET value = ? WHERE name = 'tx_floor'", (cut,))
+    txn.execute("UPDATE ab_counters SET value = ? WHERE name = ?", (cut, FLOOR))
     return int(deleted)
