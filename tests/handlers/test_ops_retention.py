@@ -255,3 +255,34 @@ def test_orphaned_s3_objects_are_swept_and_the_rest_kept(make_server, backend, s
     signed = api.get("/api/storage/docs/kept.txt")
     assert signed.status_code == 200, signed.text
     assert requests.get(signed.json()["url"], timeout=30).content == b"has a row"
+
+
+def test_long_ended_sessions_are_pruned_and_live_ones_kept(server):
+    anon = Api(server.url)
+    email = f"s-{uuid.uuid4().hex[:10]}@example.com"
+    signup = anon.post("/api/auth/signup", json={"email": email, "password": "correct horse b"})
+    assert signup.status_code in (200, 201), signup.text
+    user_id = signup.json()["user"]["id"]
+    now = int(time.time() * 1000)
+    day = 86_400_000
+    old = "sess_old" + uuid.uuid4().hex[:8]
+    # A session revoked 30 days ago (past REFRESH_IDLE_TTL), as an earlier sign-in left it.
+    server.sql(
+        "INSERT INTO ab_sessions (id, user_id, device, ip, created_at, last_used_at, "
+        "expires_at, revoked_at) VALUES (?, ?, 'd', 'ip', ?, ?, ?, ?)",
+        (old, user_id, now - 40 * day, now - 31 * day, now + day, now - 30 * day),
+    )
+    server.sql(
+        "INSERT INTO ab_refresh_tokens (token_hash, session_id, issued_at) VALUES (?, ?, ?)",
+        ("h" + uuid.uuid4().hex, old, now - 31 * day),
+    )
+    deadline = time.monotonic() + 20
+    while server.sql("SELECT count(*) FROM ab_sessions WHERE id = ?", (old,))[0][0]:
+        assert time.monotonic() < deadline, "long-ended session not pruned"
+        time.sleep(0.05)
+    tokens = "SELECT count(*) FROM ab_refresh_tokens WHERE session_id = ?"
+    assert server.sql(tokens, (old,))[0][0] == 0
+    live = server.sql("SELECT count(*) FROM ab_sessions WHERE user_id = ?", (user_id,))
+    assert live[0][0] == 1  # the sign-up's own session
+    me = Api(server.url, signup.json()["accessToken"]).get("/api/auth/me")
+    assert me.status_code == 200
