@@ -31,6 +31,7 @@ from actors.dispatcher import Dispatcher
 from actors.functions import FunctionPool
 from actors.hub import Hub, UserLoad
 from actors.periodic import every
+from actors.retention import Retention
 from actors.room import Rooms
 from actors.runtime import bind_loop
 from actors.transactor import ChangeSet, Transactor
@@ -76,6 +77,7 @@ class Server:
         self._stopping = asyncio.Event()
         self._feed: TxFeed | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self.exit_code = 0
 
     async def run(self) -> None:
@@ -189,6 +191,7 @@ class Server:
                 s.database_url,
                 lambda tx, changes: dispatcher.listener(ChangeSet(tx, changes)),
                 lambda: dispatcher.subscriptions > 0,
+                dispatcher.gap,
             )
             await loop.run_in_executor(None, self._feed.start)
         else:
@@ -205,6 +208,8 @@ class Server:
         hub.start()
         # The tables that only grow get their dead rows out.
         self._sweeper = asyncio.ensure_future(every(s.sweep_interval, auth.sweep, "sweep"))
+        retention = Retention(s, store, reads, auth.accounts, blobs)
+        self._pruner = asyncio.ensure_future(every(s.sweep_interval, retention.sweep, "retention"))
         self.ctx = Context(
             settings=s,
             store=store,
@@ -253,6 +258,8 @@ class Server:
             self._http.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._pruner is not None:
+            self._pruner.cancel()
         if ctx is None:
             return
         # From here responses say `Connection: close` and WebSocket mutations are refused.

@@ -25,6 +25,7 @@ from actors.subscription import (
     Join,
     Leave,
     Member,
+    Resync,
     SubscriptionActor,
     principal_key,
     query_entities,
@@ -80,6 +81,17 @@ class Dispatcher:
     def listener(self, changeset: ChangeSet) -> None:
         """The transactor's listener: on its thread, after COMMIT, in tx order."""
         self._loop.call_soon_threadsafe(self._route, changeset)
+
+    def gap(self, tx: int) -> None:
+        """The commit feed's gap (store.txfeed): on its thread, in order with
+        `listener`; every live query reads afresh."""
+        self._loop.call_soon_threadsafe(self._resync, tx)
+
+    def _resync(self, tx: int) -> None:
+        self.last_tx = max(self.last_tx, tx)
+        message = Resync(tx)
+        for shared in set(self._by_member.values()):
+            shared.ref.tell(message)
 
     def _route(self, changeset: ChangeSet) -> None:
         self.last_tx = max(self.last_tx, changeset.tx)

@@ -33,7 +33,7 @@ from actorbase.errors import ApiError, Internal, QueryTooComplex
 from actors.fanout import FanOut
 from actors.runtime import LoopActor
 from actors.transactor import ChangeSet
-from store import permissions
+from store import permissions, txlog
 from store.base import Txn
 from store.mutations import Change
 from store.principal import Principal
@@ -133,6 +133,14 @@ class Changes:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Resync:
+    """Commits up to `tx` were lost on their way here (the commit feed lagged past the
+    tx log's retention): read afresh, and send members the difference."""
+
+    tx: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Read:
     """A read's answer, told back to the actor: `result` of `run`, or the error."""
 
@@ -175,6 +183,9 @@ class SubscriptionActor(LoopActor):
         self._tx = 0
         self._loaded = False
         self._reading = False
+        self._stale = False
+        """A Resync came while a read was in flight (its snapshot may predate the
+        lost commits): read again once it answers."""
         self._buffer: list[ChangeSet] = []
         self._members: list[Member] = []
         self._waiting: list[Member] = []
@@ -200,6 +211,13 @@ class SubscriptionActor(LoopActor):
                     group.remove(message.member)
         elif isinstance(message, _Read):
             self._on_read(message)
+            if self._stale and not self._reading:
+                self._read()
+        elif isinstance(message, Resync):
+            if self._reading or not self._loaded:
+                self._stale = True
+            else:
+                self._read()  # its answer is diffed against what members hold
         return None
 
     def on_stop(self) -> None:
@@ -212,6 +230,7 @@ class SubscriptionActor(LoopActor):
     def _read(self) -> None:
         """Run the query on the read pool; the answer comes back as a `_Read` message."""
         self._reading = True
+        self._stale = False  # this read's snapshot is taken after any lost commit
         resume_from, self._resume_from = self._resume_from, None
         self._task = asyncio.ensure_future(self._read_task(resume_from))
 
@@ -256,9 +275,10 @@ class SubscriptionActor(LoopActor):
 
     def _resume(self, txn: Txn, since: int) -> tuple[dict[str, Any], list[Diff] | None]:
         """On a read-pool thread, in one snapshot: the result now, and the diffs from
-        the result as of tx `since`, rebuilt from ab_tx; None if that gap is gone."""
+        the result as of tx `since`, rebuilt from ab_tx; None if that gap is gone
+        (too long, or pruned: store.txlog), and the client gets a fresh q-init."""
         now = txn.last_tx()
-        if not 0 <= since <= now or now - since > RESUME_MAX_TX:
+        if not 0 <= since <= now or now - since > RESUME_MAX_TX or not txlog.covers(txn, since):
             return self._run(txn), None
         first_before: dict[tuple[str, str], dict[str, Any] | None] = {}
         read, last = 0, since

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from config.retention import TxRetention, parse_tx_retention
 from store.query.ast import Limits
 
 DEFAULT_UPLOAD_TYPES = (
@@ -444,7 +445,24 @@ FIELDS: tuple[Field, ...] = (
         "SWEEP_INTERVAL",
         _float_range(0.1, 86_400),
         "600",
-        "seconds between sweeps of spent sign-in counters and expired MFA challenges",
+        "seconds between sweeps of spent sign-in counters and expired MFA challenges, "
+        "and of the tx log, ended sessions and orphaned files (see Retention)",
+    ),
+    Field(
+        "tx_retention",
+        "TX_RETENTION",
+        parse_tx_retention,
+        "7d,1000000",
+        "how much of the tx log to keep: a duration (90s, 30m, 12h, 7d) and/or a count of "
+        "commits, comma-joined; a commit past either is pruned",
+    ),
+    Field(
+        "orphan_file_grace",
+        "ORPHAN_FILE_GRACE",
+        _int_range(1, 86_400 * 30),
+        "3600",
+        "seconds a stored file with no metadata row is left alone before it is deleted "
+        "(a crash between the file and its row leaves one)",
     ),
     Field(
         "session_check_interval",
@@ -588,6 +606,8 @@ class Settings:
     ws_buffer_soft: int
     ws_buffer_hard: int
     sweep_interval: float
+    tx_retention: TxRetention
+    orphan_file_grace: int
     session_check_interval: float
     sse_heartbeat: float
     presence_max_bytes: int

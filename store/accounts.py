@@ -243,6 +243,23 @@ class Accounts:
             )
             txn.execute("DELETE FROM ab_mfa_challenges WHERE expires_at <= ?", (now,))
 
+    def prune_sessions(self, ended_before: int, limit: int) -> int:
+        """Delete up to `limit` sessions that ended (revoked, or past their absolute
+        expiry; an idle one reaches it too) before `ended_before`, and with them their
+        refresh tokens (ON DELETE CASCADE); returns how many. The caller keeps ended
+        sessions long enough for the session check's overlap and for refresh reuse to
+        be told apart from an unknown token (actors.retention); a live session keeps
+        every token it issued, so a reused one is always caught."""
+        with self.store.transaction() as txn:
+            return int(
+                txn.execute(
+                    "DELETE FROM ab_sessions WHERE id IN ("
+                    "SELECT id FROM ab_sessions WHERE revoked_at < ? "
+                    "UNION SELECT id FROM ab_sessions WHERE expires_at < ? LIMIT ?)",
+                    (ended_before, ended_before, limit),
+                ).rowcount
+            )
+
     # -- sessions and refresh tokens -----------------------------------------------------
 
     def _new_session(self, txn: Txn, user: User, device: str, ip: str, now: int) -> Grant:

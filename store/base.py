@@ -415,6 +415,11 @@ class Store(abc.ABC):
                 txn.execute(statement)
 
     @abc.abstractmethod
+    def reclaim(self, table: str) -> None:
+        """After a large delete from `table` (a name of ours, not input): make its
+        space reusable for new rows now, so the database stays the same size."""
+
+    @abc.abstractmethod
     def announce(self, txn: Txn, tx: int) -> None:
         """Within the transactor's write transaction: make its commit, up to tx id
         `tx`, known to other processes sharing the database (store.txfeed)."""

@@ -20,7 +20,7 @@ from typing import Any
 import ujson
 
 from actorbase.errors import ApiError, Conflict, InvalidArgument
-from store import permissions
+from store import permissions, txlog
 from store.base import Txn
 from store.mutations import Op, data_op, new_id
 from store.principal import Principal
@@ -105,6 +105,8 @@ class ReadSet:
         other process can commit in between): raise StaleRead if a commit after the
         snapshot changed a row read or a row a query could have returned."""
         records = txn.execute("SELECT changes FROM ab_tx WHERE tx > ?", (self.tx,)).fetchall()
+        if not txlog.covers(txn, self.tx):  # pruned past the snapshot: run it afresh
+            raise StaleRead("The tx log no longer covers the function's snapshot")
         for (changes,) in records:
             for c in ujson.loads(changes) if isinstance(changes, str) else changes:
                 if self._touches(c):

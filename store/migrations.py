@@ -117,6 +117,13 @@ _SECRETS = [
     "CREATE TABLE ab_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
 
+_RETENTION = [
+    # The highest tx id pruned from ab_tx (store.txlog): every tx after it is still there.
+    "INSERT INTO ab_counters (name, value) VALUES ('tx_floor', 0)",
+    # The orphaned-file sweep asks which of a page of stored blobs still have a row.
+    "CREATE INDEX ab_files_backend_key ON ab_files (backend_key)",
+]
+
 
 SQLITE: list[tuple[int, list[str]]] = [
     (
@@ -156,6 +163,7 @@ SQLITE: list[tuple[int, list[str]]] = [
     ),
     (5, _SESSION_ENDS),
     (6, _SECRETS),
+    (7, _RETENTION),
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -196,4 +204,5 @@ POSTGRES: list[tuple[int, list[str]]] = [
     ),
     (5, _SESSION_ENDS),
     (6, _SECRETS),
+    (7, _RETENTION),
 ]

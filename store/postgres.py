@@ -170,6 +170,13 @@ class PostgresStore(Store):
         with self._pool.connection() as conn, open_txn(conn, self.dialect) as txn:
             yield txn
 
+    def reclaim(self, table: str) -> None:
+        """VACUUM (outside a transaction: the pool's connections autocommit), which
+        blocks neither reads nor writes, rather than wait for autovacuum, which may be
+        off or slow to come; skipped if another process is vacuuming it."""
+        with self._pool.connection() as conn:
+            conn.execute(f"VACUUM (SKIP_LOCKED) {table}")
+
     def announce(self, txn: Txn, tx: int) -> None:
         txn.execute("SELECT pg_notify(?, ?)", (CHANNEL, str(tx)))
 

@@ -102,6 +102,9 @@ class SQLiteStore(Store):
         with open_txn(self._local_conn(), self.dialect, "BEGIN IMMEDIATE") as txn:
             yield txn
 
+    def reclaim(self, table: str) -> None:
+        """Nothing to do: freed pages go on the file's free list and new rows take them."""
+
     def announce(self, txn: Txn, tx: int) -> None:
         """Nobody to tell: one process owns an SQLite file, and its transactor hands
         its change sets to its own live queries directly."""

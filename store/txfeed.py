@@ -11,6 +11,10 @@ hands them on in tx order. Reading from where it stopped, not the notified group
 also covers anything missed while its connection was down: it reconnects and catches
 up. An id with no `ab_tx` row is handed on with no changes, so nothing waits for it.
 
+A process that lags past TX_RETENTION (stopped, cut off) finds the log pruned past
+its cursor (store.txlog's floor, read with the rows): it cannot tell what it missed,
+so it hands on a gap instead (`on_gap`), and every live query reads afresh.
+
 While the process has no live query (`wanted()` is false) the feed moves its cursor
 without reading: a live query opened later reads a snapshot taken after it opened,
 which holds every tx the feed passed over, as those had committed before it looked.
@@ -30,6 +34,7 @@ from typing import Any
 import psycopg
 import ujson
 
+from store import txlog
 from store.mutations import Change
 
 logger = logging.getLogger(__name__)
@@ -52,13 +57,24 @@ POLL = 0.5
 OnTx = Callable[[int, list[Change]], None]
 """Called on the feed's thread with each tx id and its changes, in tx order."""
 
+OnGap = Callable[[int], None]
+"""Called on the feed's thread, in order with `OnTx`, when the commits up to this tx
+id are no longer all in the log: whoever follows them must read afresh."""
+
+_PAGE_SQL = (
+    "SELECT f.value, t.tx, t.changes FROM ab_counters f "
+    f"LEFT JOIN ab_tx t ON t.tx > %s AND t.tx <= %s WHERE f.name = '{txlog.FLOOR}' ORDER BY t.tx"
+)
+"""A page of the log and the floor, in one snapshot: rows after the floor are all there."""
+
 
 class TxFeed:
     """A thread that turns the database's commit notifications into change sets."""
 
-    def __init__(self, url: str, on_tx: OnTx, wanted: Callable[[], bool]) -> None:
+    def __init__(self, url: str, on_tx: OnTx, wanted: Callable[[], bool], on_gap: OnGap) -> None:
         self._url = url
         self._on_tx = on_tx
+        self._on_gap = on_gap
         self._wanted = wanted
         self._conn: psycopg.Connection[Any] | None = None
         self._cursor = 0
@@ -112,18 +128,27 @@ class TxFeed:
 
     def _catch_up(self, upto: int) -> None:
         """Hand on every tx after the cursor up to `upto`, in order, PAGE at a time (a
-        long outage must not be read in one piece)."""
+        long outage must not be read in one piece); a gap if the log was pruned past
+        the cursor."""
         assert self._conn is not None
         if not self._wanted():
             self._cursor = max(self._cursor, upto)
             return
         while self._cursor < upto:
             end = min(upto, self._cursor + PAGE)
-            rows = self._conn.execute(
-                "SELECT tx, changes FROM ab_tx WHERE tx > %s AND tx <= %s ORDER BY tx",
-                (self._cursor, end),
-            ).fetchall()
-            by_tx = {int(tx): changes for tx, changes in rows}
+            rows = self._conn.execute(_PAGE_SQL, (self._cursor, end)).fetchall()
+            floor = int(rows[0][0])
+            if not txlog.covered(floor, self._cursor):
+                logger.warning(
+                    "commit feed fell behind the tx log's retention (at tx %d, pruned up to "
+                    "%d): live queries read afresh",
+                    self._cursor,
+                    floor,
+                )
+                self._on_gap(upto)  # reads taken from now on have everything up to it
+                self._cursor = upto
+                return
+            by_tx = {int(tx): changes for _, tx, changes in rows if tx is not None}
             for tx in range(self._cursor + 1, end + 1):
                 changes = by_tx.get(tx) or []
                 if isinstance(changes, str):

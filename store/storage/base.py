@@ -82,6 +82,13 @@ class Blobs(abc.ABC):
         """Remove a blob; a missing one is not an error."""
 
     @abc.abstractmethod
+    def scan(self, after: str | None, limit: int) -> tuple[list[tuple[str, float]], str | None]:
+        """Up to `limit` stored blobs after key `after` (None: from the first), in key
+        order, each with when it was written (Unix seconds), and where the next page
+        starts (None: the listing is done). Only keys `new_key` could have made are
+        listed: anything else in the bucket or directory is not ours to judge."""
+
+    @abc.abstractmethod
     def url(self, key: str, path: str, content_type: str, expires_at: int, base_url: str) -> str:
         """A URL anyone holding it may GET the blob from until `expires_at` (Unix
         seconds), served as `content_type` with `disposition(path, …)`. `base_url` is

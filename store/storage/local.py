@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -37,6 +38,11 @@ def sign(secret: bytes, path: str, key: str, expires_at: int) -> str:
     message = f"{path}\n{key}\n{expires_at}".encode()
     digest = hmac.new(secret, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+_SHARD = re.compile(r"[0-9a-f]{2}")
+_NAME = re.compile(r"[0-9a-f]{32}")
+"""A key's directory and file name, as `new_key` makes them."""
 
 
 class LocalWriter(BlobWriter):
@@ -95,6 +101,22 @@ class LocalBlobs(Blobs):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def scan(self, after: str | None, limit: int) -> tuple[list[tuple[str, float]], str | None]:
+        objects = self.root / "objects"
+        found: list[tuple[str, float]] = []
+        for shard in sorted(d for d in os.listdir(objects) if _SHARD.fullmatch(d)):
+            if after is not None and shard < after[:2]:
+                continue
+            for name in sorted(n for n in os.listdir(objects / shard) if _NAME.fullmatch(n)):
+                key = f"{shard}/{name}"
+                if after is not None and key <= after:
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                    found.append((key, (objects / key).stat().st_mtime))
+                    if len(found) == limit:
+                        return found, key
+        return found, None
 
     def open(self, key: str) -> BinaryIO:
         """The committed blob for reading; FileNotFoundError if it is gone."""

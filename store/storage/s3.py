@@ -9,6 +9,7 @@ leaving no parts behind. Downloads are boto3 presigned GETs straight from S3.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -128,6 +129,18 @@ class S3Blobs(Blobs):
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    def scan(self, after: str | None, limit: int) -> tuple[list[tuple[str, float]], str | None]:
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        ours = re.compile(re.escape(prefix) + r"[0-9a-f]{2}/[0-9a-f]{32}")
+        page = self._client.list_objects_v2(
+            Bucket=self.bucket, Prefix=prefix, StartAfter=after or "", MaxKeys=limit
+        )
+        listed = page.get("Contents", [])
+        found = [
+            (o["Key"], o["LastModified"].timestamp()) for o in listed if ours.fullmatch(o["Key"])
+        ]
+        return found, listed[-1]["Key"] if listed and page.get("IsTruncated") else None
 
     def url(self, key: str, path: str, content_type: str, expires_at: int, base_url: str) -> str:
         return self._client.generate_presigned_url(
