@@ -118,6 +118,19 @@ _SECRETS = [
 ]
 
 
+def _keys(bigint: str) -> list[str]:
+    """Rotated signing keys (store.keyring); version 0 of each stays in ab_secrets."""
+    return [
+        f"""CREATE TABLE ab_keys (
+            purpose TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            secret TEXT NOT NULL,
+            created_at {bigint} NOT NULL,
+            PRIMARY KEY (purpose, version)
+        )"""
+    ]
+
+
 SQLITE: list[tuple[int, list[str]]] = [
     (
         1,
@@ -156,6 +169,7 @@ SQLITE: list[tuple[int, list[str]]] = [
     ),
     (5, _SESSION_ENDS),
     (6, _SECRETS),
+    (8, _keys("INTEGER")),
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -196,4 +210,5 @@ POSTGRES: list[tuple[int, list[str]]] = [
     ),
     (5, _SESSION_ENDS),
     (6, _SECRETS),
+    (8, _keys("BIGINT")),
 ]
