@@ -24,7 +24,7 @@ MIGRATION = 8
 """The migration that made the key table."""
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `keys rotate` to the command line, with every setting's flag."""
     keys = commands.add_parser("keys", help="rotate the signing keys")
     actions = keys.add_subparsers(dest="keys_action", required=True)
