@@ -1,4 +1,4 @@
-"""The `actorbase` command: `serve` and `migrate`.
+"""The `actorbase` command: `serve`, `migrate` and `keys rotate`.
 
 Every setting has a flag (``--database-url``) that overrides its environment
 variable (``DATABASE_URL``). A bad setting exits with one line naming it.
@@ -10,6 +10,7 @@ import argparse
 import sys
 
 import actorbase
+from actorbase import keys_command
 from config.settings import FIELDS, ConfigError, Settings, load
 
 
@@ -26,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
                 metavar=field.env,
                 help=f"{field.help} (env {field.env})",
             )
+    keys_command.register(commands)
     return parser
 
 
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "migrate":
         return migrate(settings)
+    if args.command == "keys":
+        return keys_command.run(args, settings)
     from actorbase.server import serve
 
     return serve(settings)

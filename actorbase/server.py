@@ -47,6 +47,7 @@ from store.base import StoreUnavailable
 from store.factory import open_store
 from store.readpool import ReadPool
 from store.schema import ensure_indexes
+from store.signing_keys import SigningKeys
 from store.stats import Stats, sessions_since, utc_midnight_ms
 from store.storage import open_blobs
 from store.txfeed import TxFeed
@@ -78,6 +79,7 @@ class Server:
         self._feed: TxFeed | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
+        self._key_reloader: asyncio.Task[None] | None = None
         self.exit_code = 0
 
     async def run(self) -> None:
@@ -136,11 +138,13 @@ class Server:
         reads = ReadPool(store, s.read_threads, metrics.read_executor(s.read_threads))
         # The signing keys live in the database: every process on it uses the same.
         keep = secrets.kept_in(store.secret, s.data_path)
-        # Loads or generates the signing key and a dummy bcrypt hash: blocking.
-        auth = await loop.run_in_executor(None, AuthService.build, s, store, reads, keep)
+        # Loads or generates the signing keys: blocking.
+        keys = await loop.run_in_executor(None, SigningKeys.open, s, store, reads, keep)
+        # Makes a dummy bcrypt hash: blocking.
+        auth = await loop.run_in_executor(None, AuthService.build, s, store, reads, keys)
         # Creates the storage directory or checks the bucket answers: blocking, fails fast.
         try:
-            blobs = await loop.run_in_executor(None, open_blobs, s, keep)
+            blobs = await loop.run_in_executor(None, open_blobs, s, keys)
         except ConfigError as exc:
             raise SystemExit(f"actorbase: configuration error: {exc}") from None
         if s.is_postgres and blobs.label == "local":
@@ -210,6 +214,10 @@ class Server:
         self._sweeper = asyncio.ensure_future(every(s.sweep_interval, auth.sweep, "sweep"))
         retention = Retention(s, store, reads, auth.accounts, blobs)
         self._pruner = asyncio.ensure_future(every(s.sweep_interval, retention.sweep, "retention"))
+        # Keys rotated by another process (`actorbase keys rotate`) reach this one.
+        self._key_reloader = asyncio.ensure_future(
+            every(s.key_reload_interval, keys.reload, "signing key reload")
+        )
         self.ctx = Context(
             settings=s,
             store=store,
@@ -260,6 +268,8 @@ class Server:
             self._sweeper.cancel()
         if self._pruner is not None:
             self._pruner.cancel()
+        if self._key_reloader is not None:
+            self._key_reloader.cancel()
         if ctx is None:
             return
         # From here responses say `Connection: close` and WebSocket mutations are refused.

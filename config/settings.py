@@ -472,6 +472,13 @@ FIELDS: tuple[Field, ...] = (
         "seconds between batched checks that open sockets' sessions are not revoked",
     ),
     Field(
+        "key_reload_interval",
+        "KEY_RELOAD_INTERVAL",
+        _float_range(0.1, 3600),
+        "60",
+        "seconds between re-reads of the signing keys, so a rotation reaches every process",
+    ),
+    Field(
         "sse_heartbeat",
         "SSE_HEARTBEAT",
         _float_range(0.05, 3600),
@@ -609,6 +616,7 @@ class Settings:
     tx_retention: TxRetention
     orphan_file_grace: int
     session_check_interval: float
+    key_reload_interval: float
     sse_heartbeat: float
     presence_max_bytes: int
     presence_max_rooms: int

@@ -1,7 +1,7 @@
-"""GET/HEAD /api/files/{path}?k=&e=&s=: the signed, expiring URLs of local storage.
+"""GET/HEAD /api/files/{path}?k=&e=&v=&s=: the signed, expiring URLs of local storage.
 
-The URL is the credential (no bearer token): its HMAC covers path, blob key and
-expiry, so a tampered or expired URL is 403 PERMISSION_DENIED, and a URL for a file
+The URL is the credential (no bearer token): its HMAC, with URL key `v`, covers path,
+blob key and expiry, so a tampered or expired URL is 403 PERMISSION_DENIED, and a URL for a file
 since deleted or replaced is 404. Bytes are served with the stored Content-Type,
 ``X-Content-Type-Options: nosniff`` and a safe Content-Disposition, read from disk
 on the storage pool in CHUNK_BYTES pieces with backpressure, with single-range
@@ -60,6 +60,7 @@ class SignedFileHandler(ApiHandler):
                 param("path", STRING, "path"),
                 param("k", STRING, description="blob key"),
                 param("e", STRING, description="expiry, Unix seconds"),
+                param("v", STRING, description="URL key version (absent: 0)"),
                 param("s", STRING, description="signature"),
             ),
             content_type="*/*",
@@ -83,7 +84,9 @@ class SignedFileHandler(ApiHandler):
             raise NotFound("File not found")
         key = self.get_query_argument("k", "")
         expires = self.get_query_argument("e", "")
-        blobs.verify(path, key, expires, self.get_query_argument("s", ""))
+        await blobs.verify(
+            path, key, expires, self.get_query_argument("v", ""), self.get_query_argument("s", "")
+        )
         meta = await self.ctx.reads.read(lambda txn: files.get(txn, path))
         if meta is None or meta.backend_key != key:
             raise NotFound("File not found")

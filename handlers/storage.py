@@ -33,13 +33,14 @@ from handlers.multipart import Data, MultipartParser, Part, PartEnd, boundary_of
 from handlers.openapi import BOOLEAN, INTEGER, STRING, array, obj, operation, param
 from store import files
 from store.principal import Principal
+from store.storage.base import URL_MAX_SECONDS
 from store.storage.upload import Upload, delete_blob
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_EXPIRES = 3600
-MIN_EXPIRES, MAX_EXPIRES = 60, 7 * 86_400
-"""Signed URL lifetimes, seconds: S3's presigned URLs cannot outlive 7 days."""
+MIN_EXPIRES, MAX_EXPIRES = 60, URL_MAX_SECONDS
+"""Signed URL lifetimes, seconds."""
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 MULTIPART_OVERHEAD = 64 * 1024
 """Body bytes allowed beyond MAX_UPLOAD_BYTES for the form's framing and `path` field."""

@@ -1,6 +1,6 @@
 """The accounts service: the auth rules in one place, awaited from handlers.
 
-It owns the bcrypt pool (AUTH_THREADS), the signing key and the account SQL, and
+It owns the bcrypt pool (AUTH_THREADS), the signing keys and the account SQL, and
 keeps all of it off the IOLoop: bcrypt runs on the auth pool, SQL and RSA signing
 on the read pool. Errors are raised as `actorbase.errors` types; messages never
 say whether an email has an account.
@@ -22,7 +22,6 @@ from actorbase.errors import (
     NotFound,
     Unauthenticated,
 )
-from config.secrets import Keep
 from config.settings import Settings
 from store import totp
 from store.accounts import (
@@ -41,7 +40,8 @@ from store.passwords import Hasher, check_policy, password_arg
 from store.principal import Principal
 from store.readpool import ReadPool
 from store.session_cache import SessionCache
-from store.tokens import SigningKey, digest, load_signing_key
+from store.signing_keys import SigningKeys
+from store.tokens import digest, kid_of
 
 T = TypeVar("T")
 
@@ -78,13 +78,13 @@ class AuthService:
         settings: Settings,
         accounts: Accounts,
         hasher: Hasher,
-        key: SigningKey,
+        keys: SigningKeys,
         reads: ReadPool,
     ) -> None:
         self.settings = settings
         self.accounts = accounts
         self.hasher = hasher
-        self.key = key
+        self.keys = keys
         self._reads = reads
         self.live = SessionCache()
         """Verified tokens and live sessions of this process (the hub keeps it current)."""
@@ -95,19 +95,15 @@ class AuthService:
         )
 
     @classmethod
-    def build(cls, settings: Settings, store: Store, reads: ReadPool, keep: Keep) -> AuthService:
-        """Load (or generate once) the signing key and start the bcrypt pool. Blocks.
-
-        Raises SystemExit with one line when JWT_PRIVATE_KEY is unusable."""
-        try:
-            key = load_signing_key(settings.jwt_private_key, keep)
-        except ValueError as exc:
-            raise SystemExit(f"actorbase: JWT_PRIVATE_KEY: {exc}") from None
+    def build(
+        cls, settings: Settings, store: Store, reads: ReadPool, keys: SigningKeys
+    ) -> AuthService:
+        """Start the bcrypt pool. Blocks."""
         lifetimes = Lifetimes(
             settings.refresh_idle_ttl * 1000, settings.refresh_absolute_ttl * 1000
         )
         hasher = Hasher(settings.bcrypt_rounds, settings.auth_threads)
-        return cls(settings, Accounts(store, lifetimes), hasher, key, reads)
+        return cls(settings, Accounts(store, lifetimes), hasher, keys, reads)
 
     def shutdown(self) -> None:
         self.hasher.shutdown()
@@ -120,8 +116,9 @@ class AuthService:
         return await self._reads.call(lambda: fn(*args))
 
     def _tokens(self, grant: Grant) -> Tokens:
-        """Sign an access token for `grant` (on a pool thread: RSA signing costs ~1 ms)."""
-        access = self.key.sign(
+        """Sign an access token for `grant` with the newest key (on a pool thread: RSA
+        signing costs ~1 ms)."""
+        access = self.keys.jwt.newest.sign(
             user_id=grant.user.id,
             session_id=grant.session_id,
             role=grant.user.role,
@@ -141,7 +138,10 @@ class AuthService:
         endpoints: a session revoked by another process is refused there at once)."""
         principal = self.live.principal(token)
         if principal is None:
-            payload = self.key.verify(token)
+            key = await self.keys.find(self.keys.jwt, kid_of(token))
+            if key is None:
+                raise Unauthenticated("Invalid token")
+            payload = key.verify(token)
             principal = Principal(
                 user_id=payload["sub"],
                 role=payload["role"],
@@ -162,7 +162,8 @@ class AuthService:
         return principal
 
     def jwks(self) -> dict[str, Any]:
-        return self.key.jwks()
+        """Every key a token still valid may be signed with, newest first."""
+        return {"keys": [key.jwk for key in self.keys.jwt.all()]}
 
     async def refresh(self, refresh_token: Any) -> Tokens:
         if not isinstance(refresh_token, str) or not refresh_token:

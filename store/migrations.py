@@ -125,6 +125,19 @@ _RETENTION = [
 ]
 
 
+def _keys(bigint: str) -> list[str]:
+    """Rotated signing keys (store.keyring); version 0 of each stays in ab_secrets."""
+    return [
+        f"""CREATE TABLE ab_keys (
+            purpose TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            secret TEXT NOT NULL,
+            created_at {bigint} NOT NULL,
+            PRIMARY KEY (purpose, version)
+        )"""
+    ]
+
+
 SQLITE: list[tuple[int, list[str]]] = [
     (
         1,
@@ -164,6 +177,7 @@ SQLITE: list[tuple[int, list[str]]] = [
     (5, _SESSION_ENDS),
     (6, _SECRETS),
     (7, _RETENTION),
+    (8, _keys("INTEGER")),
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -205,4 +219,5 @@ POSTGRES: list[tuple[int, list[str]]] = [
     (5, _SESSION_ENDS),
     (6, _SECRETS),
     (7, _RETENTION),
+    (8, _keys("BIGINT")),
 ]

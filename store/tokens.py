@@ -1,4 +1,5 @@
-"""Access tokens: RS256 JWTs signed with one RSA key, published as a JWKS.
+"""Access tokens: RS256 JWTs signed with an RSA key, whose public half is published in
+the JWKS (store.signing_keys keeps several while a rotation settles).
 
 Verification pins RS256 (so `alg: none` and HS256-with-the-public-key are refused),
 requires `exp`, `iat`, `iss`, `aud`, `sub` and `sid`, and checks the `kid`. Whether
@@ -20,7 +21,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from actorbase.errors import Unauthenticated
-from config.secrets import Keep
 
 ISSUER = "actorbase"
 AUDIENCE = "actorbase"
@@ -121,15 +121,19 @@ class SigningKey:
             raise Unauthenticated("Invalid token")
         return payload
 
-    def jwks(self) -> dict[str, Any]:
-        return {"keys": [self._jwk]}
+    @property
+    def jwk(self) -> dict[str, Any]:
+        """The public key as a JWKS entry."""
+        return self._jwk
 
 
-def load_signing_key(configured: str | None, keep: Keep) -> SigningKey:
-    """JWT_PRIVATE_KEY, else one generated once and kept in the database (`keep`).
-
-    Raises ValueError with a one-line reason when the key is unusable."""
-    if configured:
-        # A PEM pasted into a one-line config var arrives with literal "\\n"s.
-        return SigningKey(configured.replace("\\n", "\n"))
-    return SigningKey(keep("jwt_private_key.pem", _generate_pem))
+def kid_of(token: str) -> str:
+    """The `kid` in a token's header, which picks the key that verifies it. Raises
+    Unauthenticated for a token without one (actorbase has always set it)."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except (jwt.PyJWTError, ValueError, TypeError):
+        raise Unauthenticated("Invalid or expired token") from None
+    if not isinstance(kid, str):
+        raise Unauthenticated("Invalid token")
+    return kid

@@ -19,6 +19,9 @@ from urllib.parse import quote
 
 T = TypeVar("T")
 
+URL_MAX_SECONDS = 7 * 86_400
+"""The longest a signed URL may live (S3's presigned URLs cannot outlive 7 days)."""
+
 THREADS = 4
 """Storage I/O threads per process: enough to overlap a few uploads' writes."""
 

@@ -14,15 +14,16 @@ import hashlib
 import hmac
 import os
 import re
-import secrets
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote, urlencode
 
 from actorbase.errors import PermissionDenied
-from config.secrets import Keep
 from store.storage.base import Blobs, BlobWriter, new_key
+
+if TYPE_CHECKING:
+    from store.signing_keys import SigningKeys
 
 SIGNED_PREFIX = "/api/files/"
 """Where signed local URLs are served (handlers.signed)."""
@@ -80,13 +81,13 @@ class LocalWriter(BlobWriter):
 class LocalBlobs(Blobs):
     label = "local"
 
-    def __init__(self, root: Path, keep: Keep) -> None:
+    def __init__(self, root: Path, keys: SigningKeys) -> None:
         super().__init__()
         self.root = root
         (root / "objects").mkdir(parents=True, exist_ok=True)
         (root / "tmp").mkdir(exist_ok=True)
-        # Shared by every process on the database, so a URL one signs, any serves.
-        self._key = keep("storage_url_key", lambda: secrets.token_urlsafe(32)).encode()
+        # Kept in the database, so a URL one process signs, any serves.
+        self._keys = keys
         self._sweep()
 
     def _sweep(self) -> None:
@@ -129,13 +130,21 @@ class LocalBlobs(Blobs):
     # -- signed URLs -------------------------------------------------------------------
 
     def url(self, key: str, path: str, content_type: str, expires_at: int, base_url: str) -> str:
-        query = urlencode({"k": key, "e": expires_at, "s": sign(self._key, path, key, expires_at)})
+        signer = self._keys.url.newest
+        signature = sign(signer.secret, path, key, expires_at)
+        query = urlencode({"k": key, "e": expires_at, "v": signer.kid, "s": signature})
         return f"{base_url}{SIGNED_PREFIX}{quote(path, safe='/')}?{query}"
 
-    def verify(self, path: str, key: str, expires: str, signature: str) -> None:
-        """Raise 403 unless the URL was signed by us and has not expired."""
-        if not (expires.isascii() and expires.isdigit()) or not hmac.compare_digest(
-            sign(self._key, path, key, int(expires)).encode(), signature.encode()
+    async def verify(self, path: str, key: str, expires: str, version: str, signature: str) -> None:
+        """Raise 403 unless the URL was signed by us with URL key `version` (0, the
+        key from before rotation, when the URL names none) and has not expired."""
+        signer = await self._keys.find(self._keys.url, version or "0")
+        if (
+            signer is None
+            or not (expires.isascii() and expires.isdigit())
+            or not hmac.compare_digest(
+                sign(signer.secret, path, key, int(expires)).encode(), signature.encode()
+            )
         ):
             raise PermissionDenied("Invalid signature")
         if int(expires) < time.time():
