@@ -68,13 +68,13 @@ def _backup(settings: Settings, target: Path) -> dict[str, Any]:
         )
     from store.sqlite import path_from_url
 
-    database = path_from_url(settings.database_url)
-    if not database.is_file():
-        raise BackupError(f"no database at {database}")
     if target.exists():
         raise BackupError(f"{target} exists; name a new file")
     if not target.parent.is_dir():
         raise BackupError(f"{target.parent} is not a directory")
+    database = path_from_url(settings.database_url)
+    if not database.is_file():
+        raise BackupError(f"no database at {database}")
     local = settings.storage_url.startswith("file://")
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".actorbase-backup-") as tmp:
         stage = Path(tmp)
