@@ -72,8 +72,11 @@ class _Targets:
         self._made: list[Path] = []
 
     def check_empty(self, ignore: Path) -> None:
-        if self.database.exists():
-            raise RestoreError(f"{self.database} exists; restore needs an empty data directory")
+        # A stale WAL beside the restored file would be replayed into it.
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            path = self.database.with_name(self.database.name + suffix)
+            if path.exists():
+                raise RestoreError(f"{path} exists; restore needs an empty data directory")
         for directory in (self.data_dir, self.storage):
             if directory is None or not directory.exists():
                 continue

@@ -222,6 +222,16 @@ def test_restore_refuses_a_directory_that_is_not_empty(tmp_path, good_archive):
     assert sorted(p.name for p in target.data_dir.iterdir()) == ["notes.txt"]
 
 
+def test_restore_refuses_a_stale_wal_beside_a_database_kept_elsewhere(tmp_path, good_archive):
+    elsewhere = tmp_path / "db"
+    elsewhere.mkdir()
+    (elsewhere / "actorbase.db-wal").write_bytes(b"stale")
+    target = ServerProcess(tmp_path / "data", f"sqlite:///{elsewhere / 'actorbase.db'}")
+    line = one_line_refusal(actorbase(target, "restore", str(good_archive)))
+    assert "actorbase.db-wal exists" in line
+    assert not (elsewhere / "actorbase.db").exists()
+
+
 def test_restore_refuses_while_a_server_holds_the_database(tmp_path, good_archive):
     server = sqlite_server(tmp_path / "data").start()
     try:
