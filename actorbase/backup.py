@@ -47,12 +47,12 @@ def backup(settings: Settings, file: str) -> int:
     """Write the archive to `file` (mode 0600: it holds the secrets); exit status."""
     try:
         manifest = _backup(settings, Path(file))
-    except BackupError as exc:
+    except (BackupError, archive.ArchiveError) as exc:
         raise SystemExit(f"actorbase: {exc}") from None
     files = manifest["files"]
     print(
-        f"actorbase: backed up tx {manifest['tx']}, {len(files)} files, "
-        f"{sum(f['size'] for f in files)} bytes to {file}"
+        f"actorbase: backed up tx {manifest['tx']} to {file}: {len(files)} members, "
+        f"{sum(f['size'] for f in files)} bytes"
     )
     if manifest["storage"] != "local":
         print(f"actorbase: files on {manifest['storage']} are not in the archive (see README)")
