@@ -1,75 +1,136 @@
-"""The `actorbase` command: `serve`, `migrate` and `keys rotate`.
+"""The `actorbase` command: `serve`, `migrate`, `backup`, `restore` and `keys rotate`.
 
-Every setting has a flag (``--database-url``) that overrides its environment
-variable (``DATABASE_URL``). A bad setting exits with one line naming it.
+Each command has flags for the settings it uses (``--database-url`` overrides
+``DATABASE_URL``), declared in `COMMANDS`; a new command is one row there. A bad
+setting exits with one line naming it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from collections.abc import Callable
 
 import actorbase
-from actorbase import keys_command
 from config.settings import FIELDS, ConfigError, Settings, load
+
+Run = Callable[[Settings, argparse.Namespace], int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One subcommand: its help, the settings it takes flags for (None: all of them),
+    its own arguments, and what it runs (importing its module only when chosen)."""
+
+    help: str
+    fields: tuple[str, ...] | None
+    run: Run
+    arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from actorbase.server import serve
+
+    return serve(settings)
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from actorbase import migrate
+
+    return migrate.status(settings) if args.status else migrate.migrate(settings)
+
+
+def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--status", action="store_true", help="list applied and pending migrations, change nothing"
+    )
+
+
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    from actorbase.backup import backup
+
+    return backup(settings, args.file)
+
+
+def _restore(settings: Settings, args: argparse.Namespace) -> int:
+    from actorbase.restore import restore
+
+    return restore(settings, args.file)
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    from actorbase import keys_command
+
+    return keys_command.run(args, settings)
+
+
+def _keys_arguments(parser: argparse.ArgumentParser) -> None:
+    from actorbase import keys_command
+
+    keys_command.arguments(parser)
+
+
+def _file_argument(help: str) -> Callable[[argparse.ArgumentParser], None]:
+    return lambda parser: parser.add_argument("file", metavar="FILE", help=help)
+
+
+_FILES = ("data_dir", "database_url", "storage_url")
+"""Where an SQLite deployment keeps everything a backup holds."""
+
+COMMANDS: dict[str, Command] = {
+    "serve": Command("run the server", None, _serve),
+    "migrate": Command(
+        "apply database migrations", ("data_dir", "database_url"), _migrate, _migrate_arguments
+    ),
+    "backup": Command(
+        "copy the database, secrets and local files into one archive while the server runs",
+        _FILES,
+        _backup,
+        _file_argument("the archive to write (.tar.gz); must not exist"),
+    ),
+    "restore": Command(
+        "restore a backup archive into an empty data directory",
+        _FILES,
+        _restore,
+        _file_argument("the archive `actorbase backup` wrote"),
+    ),
+    "keys": Command(
+        "rotate the signing keys while servers run",
+        ("data_dir", "database_url", "jwt_private_key", "access_token_ttl", "key_reload_interval"),
+        _keys,
+        _keys_arguments,
+    ),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actorbase", description="Self-hosted realtime backend")
     parser.add_argument("--version", action="version", version=actorbase.__version__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, help in (("serve", "run the server"), ("migrate", "apply database migrations")):
-        command = commands.add_parser(name, help=help)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        command.arguments(sub)
         for field in FIELDS:
-            command.add_argument(
-                "--" + field.name.replace("_", "-"),
-                dest=field.name,
-                metavar=field.env,
-                help=f"{field.help} (env {field.env})",
-            )
-    keys_command.register(commands)
+            if command.fields is None or field.name in command.fields:
+                sub.add_argument(
+                    "--" + field.name.replace("_", "-"),
+                    dest=field.name,
+                    metavar=field.env,
+                    help=f"{field.help} (env {field.env})",
+                )
     return parser
-
-
-def migrate(settings: Settings) -> int:
-    """Apply pending migrations (the Procfile's release phase). An unreachable or
-    newer database, or an SQLite file a server holds, exits with one line."""
-    from store.base import StoreUnavailable
-    from store.factory import open_store
-
-    try:
-        store = open_store(settings.database_url, 1)
-    except StoreUnavailable as exc:
-        raise SystemExit(f"actorbase: {exc}") from None
-    try:
-        store.claim()
-        applied = store.migrate()
-    except StoreUnavailable as exc:
-        raise SystemExit(f"actorbase: {exc}") from None
-    finally:
-        store.close()
-    print(
-        f"actorbase: {store.label} migrated"
-        + (f" (applied {applied})" if applied else ", nothing to do")
-    )
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    overrides = {f.name: getattr(args, f.name) for f in FIELDS}
+    overrides = {f.name: getattr(args, f.name, None) for f in FIELDS}
     try:
         settings = load(overrides=overrides)
     except ConfigError as exc:
         print(f"actorbase: configuration error: {exc}", file=sys.stderr)
         return 2
-    if args.command == "migrate":
-        return migrate(settings)
-    if args.command == "keys":
-        return keys_command.run(args, settings)
-    from actorbase.server import serve
-
-    return serve(settings)
+    return COMMANDS[args.command].run(settings, args)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from config.settings import FIELDS, Settings
+from config.settings import Settings
 from store import keyring
 from store.base import StoreUnavailable, Txn, now_ms
 from store.factory import open_store
@@ -24,25 +24,14 @@ MIGRATION = 8
 """The migration that made the key table."""
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `keys rotate` to the command line, with every setting's flag."""
-    keys = commands.add_parser("keys", help="rotate the signing keys")
-    actions = keys.add_subparsers(dest="keys_action", required=True)
-    rotate = actions.add_parser(
-        "rotate", help="make a new access-token signing key (with --url: URL-signing key)"
-    )
-    rotate.add_argument(
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """`keys rotate [--url]`: the action, and which key."""
+    parser.add_argument("action", choices=["rotate"], help="make a new signing key")
+    parser.add_argument(
         "--url",
         action="store_true",
-        help="rotate the key that signs local storage URLs instead",
+        help="rotate the key that signs local storage URLs instead of the access-token key",
     )
-    for field in FIELDS:
-        rotate.add_argument(
-            "--" + field.name.replace("_", "-"),
-            dest=field.name,
-            metavar=field.env,
-            help=f"{field.help} (env {field.env})",
-        )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
