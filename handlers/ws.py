@@ -6,7 +6,9 @@ see actors.connection.Reauth), `subscribe`, `unsubscribe`, `mutate`, `pong`, `pr
 `presence-update`, `presence-leave`. Server messages: `auth-ok`, `auth-error`,
 `q-init`, `q-diff`, `mutate-ok`, `mutate-error`, `unsubscribe-ok`, `ping`,
 `presence-change`, and `error` (`{type, error: {code, message, status}, id?}`) for
-every message that is malformed, unknown, over a limit or fails.
+every message that is malformed, unknown, over a limit or fails. `auth-ok` carries the
+socket's `connectionId` (its peer id in presence); `subscribe` may carry `since`, the
+last tx the client saw, to resume (handlers.resume).
 
 Close codes: 4001 authentication failed, expired (no fresh `auth` in time), never
 came, or the session was revoked; 4002 no `pong` within a ping interval; 4008 a slow
@@ -63,6 +65,7 @@ from actors.transactor import submit
 from handlers import jsonwire
 from handlers.base import principal_for_token
 from handlers.cors import websocket_origin_allowed
+from handlers.resume import check_since, since_of
 from store import permissions
 from store.mutations import parse_ops
 from store.principal import Principal
@@ -136,6 +139,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         "_ponged",
         "_tasks",
         "_unsent",
+        "conn_id",
         "ctx",
         "expires_at",
         "principal",
@@ -155,6 +159,8 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         for name in _DETACHED_METHODS:
             setattr(self, name, getattr(self, name))
         self.ctx = ctx
+        self.conn_id: str | None = None
+        """The id presence lists for this socket; `auth-ok` tells the client."""
         self.principal: Principal | None = None
         self.session_id: str | None = None
         self.expires_at: float | None = None
@@ -303,10 +309,11 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             ctx = self.ctx
             assert ctx.dispatcher is not None and ctx.rooms is not None and ctx.hub is not None
             s = ctx.settings
+            conn_id = "conn-" + uuid.uuid4().hex[:16]
             try:
                 self._conn = ConnectionActor.start(
                     self,
-                    "conn-" + uuid.uuid4().hex[:16],
+                    conn_id,
                     principal,
                     ctx.dispatcher,
                     ctx.rooms,
@@ -321,7 +328,8 @@ class WebSocket(tornado.websocket.WebSocketHandler):
                 self.close(CLOSE_TOO_MANY, exc.message[:120])
                 return
             self.principal = principal
-        self.send({"type": "auth-ok", "userId": principal.user_id})
+            self.conn_id = conn_id
+        self.send({"type": "auth-ok", "userId": principal.user_id, "connectionId": self.conn_id})
 
     async def _subscribe(self, msg: dict[str, Any]) -> None:
         sub_id = _sub_id(msg)
@@ -330,7 +338,10 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         query, normalized = parse_live_query(self.ctx, msg["query"])
         assert self.principal is not None
         permissions.check_query(self.principal, query)
-        await ask(self._conn, Subscribe(sub_id, dumps(sub_id), query, normalized))
+        since = since_of(msg.get("since"))  # resume: see handlers.resume
+        if since is not None:
+            await check_since(self.ctx, since)
+        await ask(self._conn, Subscribe(sub_id, dumps(sub_id), query, normalized, since))
 
     async def _unsubscribe(self, msg: dict[str, Any]) -> None:
         sub_id = _sub_id(msg)
