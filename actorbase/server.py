@@ -39,6 +39,7 @@ from config.settings import ConfigError, Settings
 from handlers.bodylimit import largest_body
 from handlers.ratelimit import RateLimits
 from handlers.routes import make_app
+from store import idempotency
 from store.auth_service import AuthService
 from store.base import StoreUnavailable
 from store.factory import open_store
@@ -73,6 +74,7 @@ class Server:
         self._stopping = asyncio.Event()
         self._feed: TxFeed | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._key_sweeper: asyncio.Task[None] | None = None
         self.exit_code = 0
 
     async def run(self) -> None:
@@ -200,6 +202,13 @@ class Server:
         hub.start()
         # The tables that only grow get their dead rows out.
         self._sweeper = asyncio.ensure_future(every(s.sweep_interval, auth.sweep, "sweep"))
+        self._key_sweeper = asyncio.ensure_future(
+            every(
+                s.sweep_interval,
+                lambda: reads.call(lambda: idempotency.sweep(store, s.idempotency_window)),
+                "idempotency key sweep",
+            )
+        )
         self.ctx = Context(
             settings=s,
             store=store,
@@ -242,6 +251,8 @@ class Server:
             self._http.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._key_sweeper is not None:
+            self._key_sweeper.cancel()
         if ctx is None:
             return
         # From here responses say `Connection: close` and WebSocket mutations are refused.

@@ -424,6 +424,14 @@ FIELDS: tuple[Field, ...] = (
         "seconds between sweeps of spent sign-in counters and expired MFA challenges",
     ),
     Field(
+        "idempotency_window",
+        "IDEMPOTENCY_WINDOW",
+        _float_range(1, 30 * 86_400),
+        "86400",
+        "seconds a mutation's idempotency key is remembered (then swept within "
+        "SWEEP_INTERVAL): a retry with the key within it gets the first commit's outcome",
+    ),
+    Field(
         "session_check_interval",
         "SESSION_CHECK_INTERVAL",
         _float_range(0.1, 60),
@@ -563,6 +571,7 @@ class Settings:
     ws_buffer_soft: int
     ws_buffer_hard: int
     sweep_interval: float
+    idempotency_window: float
     session_check_interval: float
     sse_heartbeat: float
     presence_max_bytes: int

@@ -23,8 +23,10 @@ import ujson
 from actorbase.context import Context
 from actorbase.errors import ApiError, NotFound, PermissionDenied
 
-ALLOWED_HEADERS = "Authorization, Content-Type"
-EXPOSED_HEADERS = "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After"
+ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+EXPOSED_HEADERS = (
+    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, Idempotent-Replayed"
+)
 MAX_AGE = 600
 """Seconds a browser may cache a preflight answer."""
 

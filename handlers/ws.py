@@ -8,7 +8,9 @@ see actors.connection.Reauth), `subscribe`, `unsubscribe`, `mutate`, `pong`, `pr
 `presence-change`, and `error` (`{type, error: {code, message, status}, id?}`) for
 every message that is malformed, unknown, over a limit or fails. `auth-ok` carries the
 socket's `connectionId` (its peer id in presence); `subscribe` may carry `since`, the
-last tx the client saw, to resume (handlers.resume).
+last tx the client saw, to resume (handlers.resume); `mutate` may carry an
+`idempotencyKey` (store.idempotency), a retry then answers `mutate-ok` with the first
+commit's tx and `replayed: true`.
 
 Close codes: 4001 authentication failed, expired (no fresh `auth` in time), never
 came, or the session was revoked; 4002 no `pong` within a ping interval; 4008 a slow
@@ -66,7 +68,7 @@ from handlers import jsonwire
 from handlers.base import principal_for_token
 from handlers.cors import websocket_origin_allowed
 from handlers.resume import check_since, since_of
-from store import permissions
+from store import idempotency, permissions
 from store.mutations import parse_ops
 from store.principal import Principal
 from store.query.ast import Query
@@ -352,8 +354,12 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         mut_id = msg.get("id")
         if not isinstance(mut_id, str) or not 0 < len(mut_id) <= SUB_ID_MAX:
             raise InvalidArgument(f"mutate: id must be a string of 1-{SUB_ID_MAX} characters")
+        assert self.principal is not None
         try:
             ops = parse_ops(msg.get("ops"))
+            key = idempotency.key_for(
+                msg.get("idempotencyKey"), self.principal, ops, "idempotencyKey"
+            )
         except ApiError as exc:
             self._mutate_error(mut_id, exc)
             return
@@ -361,8 +367,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             # Answered now, so the socket's queue of answers empties and it can close.
             self._mutate_error(mut_id, Internal("The server is shutting down"))
             return
-        assert self.principal is not None
-        reply = submit(self.ctx.transactor, ops, self.principal)
+        reply = submit(self.ctx.transactor, ops, self.principal, key=key)
         task = asyncio.ensure_future(self._await_commit(mut_id, reply))
         if self._tasks is None:
             self._tasks = set()
@@ -378,7 +383,8 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             logger.exception("websocket mutation failed")
             self._mutate_error(mut_id, Internal())
         else:
-            self.send({"type": "mutate-ok", "id": mut_id, "tx": outcome.tx})
+            replayed = {"replayed": True} if outcome.replayed else {}
+            self.send({"type": "mutate-ok", "id": mut_id, "tx": outcome.tx, **replayed})
 
     async def settle(self) -> None:
         """Return once every mutation received has been answered (actors.hub.Watched:

@@ -117,6 +117,21 @@ _SECRETS = [
     "CREATE TABLE ab_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
 
+_IDEMPOTENCY = [
+    # Migration 9: idempotency keys of mutations (store.idempotency), the outcome kept
+    # as JSON text; the primary key makes a key unique per user across processes.
+    """CREATE TABLE ab_idempotency (
+        user_id TEXT NOT NULL,
+        idem_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        tx BIGINT NOT NULL,
+        results TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (user_id, idem_key)
+    )""",
+    "CREATE INDEX ab_idempotency_created ON ab_idempotency (created_at)",
+]
+
 
 SQLITE: list[tuple[int, list[str]]] = [
     (
@@ -156,6 +171,7 @@ SQLITE: list[tuple[int, list[str]]] = [
     ),
     (5, _SESSION_ENDS),
     (6, _SECRETS),
+    (9, _IDEMPOTENCY),
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -196,4 +212,5 @@ POSTGRES: list[tuple[int, list[str]]] = [
     ),
     (5, _SESSION_ENDS),
     (6, _SECRETS),
+    (9, _IDEMPOTENCY),
 ]
