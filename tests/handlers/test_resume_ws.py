@@ -145,6 +145,30 @@ def test_bad_since_is_refused_for_that_subscription(server):
     run(go())
 
 
+def test_since_the_log_no_longer_holds_gets_a_fresh_init(server):
+    """A gap the tx log no longer holds whole (here a commit of it deleted, as pruning
+    would) is not replayed: the client gets the result afresh."""
+    ent = entity()
+    mutate(server, put(ent, "a", n=1), put(ent, "b", n=2))
+
+    async def go():
+        c = await WsClient.connect(server.url, ADMIN_TOKEN)
+        await c.send({"type": "subscribe", "id": "s", "query": {ent: {}}})
+        seen = (await c.expect("q-init", id="s"))["tx"]
+        c.close()
+        gone = mutate(server, {"entity": ent, "id": "a", "op": "delete"})
+        last = mutate(server, put(ent, "c", n=3))
+        await asyncio.to_thread(server.sql, "DELETE FROM ab_tx WHERE tx = ?", (gone,))
+        c = await WsClient.connect(server.url, ADMIN_TOKEN)
+        await c.send({"type": "subscribe", "id": "s", "query": {ent: {}}, "since": seen})
+        init = await c.expect("q-init", id="s")
+        assert init["tx"] == last and sorted(r["id"] for r in init["data"][ent]) == ["b", "c"]
+        assert frames_of(await c.quiet(), "s") == []
+        c.close()
+
+    run(go())
+
+
 def test_since_on_a_query_with_links_gets_a_fresh_init(server, anon):
     """Only flat queries are replayed from the tx log; others start afresh."""
     user = signup(anon)
