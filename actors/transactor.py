@@ -152,12 +152,13 @@ class Transactor(pykka.ThreadingActor):
 
     def _commit(self, group: list[Mutation]) -> None:
         outcomes: list[Outcome | ApiError] = []
+        keyed = [m.key for m in group if m.key is not None]
+        recorded = idempotency.Recorded(keyed)
 
         def run(txn: Txn) -> int | None:
             # The store may run the group twice (store.postgres): the last run counts.
             nonlocal outcomes
-            keys = idempotency.Recorded(txn, [m.key for m in group if m.key is not None])
-            outcomes = [self._apply(txn, mutation, keys) for mutation in group]
+            outcomes = [self._apply(txn, mutation, recorded) for mutation in group]
             done = [o for o in outcomes if isinstance(o, Outcome) and not o.replayed]
             if txn.pipelined:
                 # One upsert per counter for the group; should the database refuse it,
@@ -167,7 +168,7 @@ class Transactor(pykka.ThreadingActor):
 
         try:
             keys = [(op.entity, op.id) for mutation in group for op in mutation.ops]
-            self._store.write_group(keys, run)
+            self._store.write_group(keys, run, recorded.send if keyed else None)
             self.commits += 1
         except Exception:
             logger.exception("commit of %d mutations failed", len(group))

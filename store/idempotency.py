@@ -68,27 +68,40 @@ def fingerprint(ops: list[Op]) -> str:
 
 
 class Recorded:
-    """The keys of one write group as its transaction sees them: read once after the
-    counter is held, then kept up to date as the group records its own (the same key
-    twice in one group is a retry too). One per run of the group."""
+    """The keys of one write group as its transaction sees them: asked for with the
+    tx counter's lock (`send`, the `ahead` of Store.write_group, so pipelined it costs
+    no round trip of its own), then kept up to date as the group records its own (the
+    same key twice in one group is a retry too)."""
 
-    def __init__(self, txn: Txn, keys: list[Key]) -> None:
+    def __init__(self, keys: list[Key]) -> None:
+        self._wanted = list(dict.fromkeys((k.scope, k.value) for k in keys))
         self._known: dict[tuple[str, str], tuple[str, int, list[Any]]] = {}
-        wanted = list(dict.fromkeys((k.scope, k.value) for k in keys))
-        if not wanted:
-            return
-        params = [part for pair in wanted for part in pair]
-        where = " OR ".join(["(user_id = ? AND idem_key = ?)"] * len(wanted))
-        rows = txn.execute(
+        self._cursor: Any = None
+
+    def send(self, txn: Txn) -> None:
+        """Ask for the group's keys; answered by the first `outcome`. Called again if
+        the group runs again, forgetting what the rolled-back run recorded."""
+        self._known = {}
+        params = [part for pair in self._wanted for part in pair]
+        where = " OR ".join(["(user_id = ? AND idem_key = ?)"] * len(self._wanted))
+        self._cursor = txn.execute(
             f"SELECT user_id, idem_key, fingerprint, tx, results FROM ab_idempotency WHERE {where}",
             params,
-        ).fetchall()
-        for user_id, value, fp, tx, results in rows:
+        )
+        if not txn.pipelined:
+            self._read()
+
+    def _read(self) -> None:
+        if self._cursor is None:
+            return
+        for user_id, value, fp, tx, results in self._cursor.fetchall():
             self._known[(user_id, value)] = (fp, int(tx), ujson.loads(results))
+        self._cursor = None
 
     def outcome(self, key: Key) -> Outcome | None:
         """The first commit's outcome for `key` (marked replayed), None if it has none;
         Conflict if it came with other ops."""
+        self._read()
         found = self._known.get((key.scope, key.value))
         if found is None:
             return None
