@@ -197,7 +197,9 @@ class Outbox:
             # The live query failed: it is over for this member.
             del self.subs[member.sub_id]
             self._on_error(member)
-        elif frame.kind == "q-diff" and (self._pending or self._backed_up()):
+        # An empty q-diff (a resume's "nothing changed") is never held: the client waits
+        # for it, and `_flush` drops empty diffs.
+        elif frame.kind == "q-diff" and frame.diff and (self._pending or self._backed_up()):
             self._hold(member, frame)
             return
         self._write(self._encoded(member, frame))

@@ -422,10 +422,11 @@ class SubscriptionActor(LoopActor):
         self._waiting.clear()
 
     def _send_replay(self, diffs: list[Diff], tx: int) -> None:
-        """The resumed member gets only what changed since its Last-Event-ID."""
-        for d in diffs:
-            if d:
-                self._deliver(self._waiting, diff_frame(d, tx, self._multi))
+        """The resumed member gets only what changed since its Last-Event-ID (or
+        `since`); when nothing did, one empty q-diff carrying the tx, so the client
+        knows it is current (and an EventSource learns the tx as its last event id)."""
+        for d in [d for d in diffs if d] or diffs[:1]:
+            self._deliver(self._waiting, diff_frame(d, tx, self._multi))
         self._members.extend(self._waiting)
         self._waiting.clear()
 

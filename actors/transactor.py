@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from actorbase.errors import ApiError, Conflict, Internal, InvalidArgument
-from store import schema_stats
+from store import idempotency, schema_stats
 from store.base import Replay, Store, Txn
 from store.mutations import Change, Op, Outcome, apply_ops
 from store.principal import Principal
@@ -68,6 +68,8 @@ class Mutation:
     """When it was submitted: a mutation's latency in /api/admin/stats runs to COMMIT."""
     reads: ReadSet | None = None
     """A server function's reads: commit only if nothing it read changed since."""
+    key: idempotency.Key | None = None
+    """The client's idempotency key: a retry gets the first commit's outcome."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -156,12 +158,14 @@ class Transactor(pykka.ThreadingActor):
 
     def _commit(self, group: list[Mutation]) -> None:
         outcomes: list[Outcome | ApiError] = []
+        keyed = [m.key for m in group if m.key is not None]
+        recorded = idempotency.Recorded(keyed)
 
         def run(txn: Txn) -> int | None:
             # The store may run the group twice (store.postgres): the last run counts.
             nonlocal outcomes
-            outcomes = [self._apply(txn, mutation) for mutation in group]
-            done = [o for o in outcomes if isinstance(o, Outcome)]
+            outcomes = [self._apply(txn, mutation, recorded) for mutation in group]
+            done = [o for o in outcomes if isinstance(o, Outcome) and not o.replayed]
             if txn.pipelined:
                 # One upsert per counter for the group; should the database refuse it,
                 # the group replays, each mutation moving its own counters.
@@ -171,14 +175,14 @@ class Transactor(pykka.ThreadingActor):
         started = time.monotonic()
         try:
             keys = [(op.entity, op.id) for mutation in group for op in mutation.ops]
-            self._store.write_group(keys, run)
+            self._store.write_group(keys, run, recorded.send if keyed else None)
             self.commits += 1
         except Exception:
             logger.exception("commit of %d mutations failed", len(group))
             outcomes = [Internal() for _ in group]
         committed = time.monotonic()
         for mutation, outcome in zip(group, outcomes, strict=True):
-            if isinstance(outcome, Outcome) and self._meter is not None:
+            if isinstance(outcome, Outcome) and not outcome.replayed and self._meter is not None:
                 self._meter.record(committed - mutation.queued_at)
             answer(mutation.reply, outcome)
         if self._metrics is not None:
@@ -186,23 +190,31 @@ class Transactor(pykka.ThreadingActor):
         # After the replies: on the loop a writer's answer goes out before the fan-out of
         # its diff (which took 30 ms to 1,000 sockets), as through store.txfeed.
         for outcome in outcomes:
-            if isinstance(outcome, Outcome):
+            if isinstance(outcome, Outcome) and not outcome.replayed:
                 self._publish(ChangeSet(outcome.tx, outcome.changes))
 
-    def _apply(self, txn: Txn, mutation: Mutation) -> Outcome | ApiError:
+    def _apply(
+        self, txn: Txn, mutation: Mutation, keys: idempotency.Recorded
+    ) -> Outcome | ApiError:
         """One mutation in its own savepoint: everything it does (rows, tx log,
-        introspection counters) commits or rolls back together, and any failure,
-        expected or not, is its own answer and no other mutation's. Pipelined, the
-        counters move once for the group (see `Txn.savepoint`: a failure there replays
-        the group)."""
+        introspection counters, its idempotency key) commits or rolls back together,
+        and any failure, expected or not, is its own answer and no other mutation's.
+        Pipelined, the counters move once for the group (see `Txn.savepoint`: a
+        failure there replays the group). A key already recorded answers instead."""
         try:
             with txn.savepoint():
+                if mutation.key is not None:
+                    earlier = keys.outcome(mutation.key)
+                    if earlier is not None:
+                        return earlier
                 tx = txn.next_tx()
                 if mutation.reads is not None:
                     mutation.reads.check(txn)  # after next_tx: see store.functions
                 outcome = apply_ops(txn, mutation.ops, mutation.principal, tx, self._schema)
                 if not txn.pipelined:
                     schema_stats.apply(txn, outcome.changes)
+                if mutation.key is not None:
+                    keys.record(txn, mutation.key, outcome)
         except Replay:
             raise  # the whole group runs again: not this mutation's answer
         except ApiError as exc:
@@ -247,14 +259,16 @@ def submit(
     ops: list[Op],
     principal: Principal,
     reads: ReadSet | None = None,
+    key: idempotency.Key | None = None,
 ) -> concurrent.futures.Future[Outcome]:
     """Queue a mutation; the future resolves after COMMIT (wrap it with
     `asyncio.wrap_future` on the IOLoop). A stopped transactor fails the future;
-    `reads` that went stale fail it with StaleRead. Cancelling the future before the
+    `reads` that went stale fail it with StaleRead; a `key` already committed resolves
+    it with that commit's outcome (`replayed`). Cancelling the future before the
     transactor takes the mutation drops it unapplied; after, only the answer is lost."""
     reply: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
     try:
-        transactor.tell(Mutation(ops, principal, reply, reads=reads))
+        transactor.tell(Mutation(ops, principal, reply, reads=reads, key=key))
     except pykka.ActorDeadError:
         reply.set_exception(Internal("The server is shutting down"))
     return reply

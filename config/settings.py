@@ -465,6 +465,14 @@ FIELDS: tuple[Field, ...] = (
         "(a crash between the file and its row leaves one)",
     ),
     Field(
+        "idempotency_window",
+        "IDEMPOTENCY_WINDOW",
+        _float_range(1, 30 * 86_400),
+        "86400",
+        "seconds a mutation's idempotency key is remembered (then swept within "
+        "SWEEP_INTERVAL): a retry with the key within it gets the first commit's outcome",
+    ),
+    Field(
         "session_check_interval",
         "SESSION_CHECK_INTERVAL",
         _float_range(0.1, 60),
@@ -615,6 +623,7 @@ class Settings:
     sweep_interval: float
     tx_retention: TxRetention
     orphan_file_grace: int
+    idempotency_window: float
     session_check_interval: float
     key_reload_interval: float
     sse_heartbeat: float

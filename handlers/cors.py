@@ -26,9 +26,10 @@ from actorbase.context import Context
 from actorbase.errors import ApiError, NotFound, PermissionDenied
 from actorbase.logs import bounded, fields
 
-ALLOWED_HEADERS = "Authorization, Content-Type"
+ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key"
 EXPOSED_HEADERS = (
-    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, X-Request-ID"
+    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, X-Request-ID, "
+    "Idempotent-Replayed"
 )
 MAX_AGE = 600
 """Seconds a browser may cache a preflight answer."""

@@ -1,4 +1,9 @@
-"""POST /api/mutate: an atomic batch of set/merge/delete ops."""
+"""POST /api/mutate: an atomic batch of set/merge/delete ops.
+
+An `Idempotency-Key` header makes a retry safe: a key its user already committed
+answers with that commit's tx and results (and `Idempotent-Replayed: true`) instead of
+applying the ops again; the same key with other ops is 409 CONFLICT (store.idempotency).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import asyncio
 
 from actors.transactor import submit
 from handlers.base import ApiHandler
-from handlers.openapi import INTEGER, OBJECT, STRING, array, obj, operation
+from handlers.openapi import INTEGER, OBJECT, STRING, array, obj, operation, param
+from store import idempotency
 from store.mutations import parse_ops
 
 
@@ -34,6 +40,14 @@ class MutateHandler(ApiHandler):
                     )
                 ),
             ),
+            params=(
+                param(
+                    "Idempotency-Key",
+                    {"type": "string", "pattern": f"^{idempotency.KEY_RE.pattern}$"},
+                    "header",
+                    "Retry-safe: a key already committed answers with that commit's outcome",
+                ),
+            ),
         )
     }
 
@@ -41,5 +55,9 @@ class MutateHandler(ApiHandler):
         principal = self.require_auth()
         body = self.json_object()
         ops = parse_ops(body.get("ops"))
-        outcome = await asyncio.wrap_future(submit(self.ctx.transactor, ops, principal))
+        raw_key = self.request.headers.get("Idempotency-Key")
+        key = idempotency.key_for(raw_key, principal, ops, "Idempotency-Key")
+        outcome = await asyncio.wrap_future(submit(self.ctx.transactor, ops, principal, key=key))
+        if outcome.replayed:
+            self.set_header("Idempotent-Replayed", "true")
         self.send({"tx": outcome.tx, "results": outcome.results})

@@ -220,7 +220,15 @@ EXTERNAL: dict[str, dict[str, Schema]] = {
             "A live query as Server-Sent Events",
             "realtime",
             {200: STRING},
-            params=(_LIVE_QUERY, param("token", STRING, description="For EventSource")),
+            params=(
+                _LIVE_QUERY,
+                param("token", STRING, description="For EventSource"),
+                param(
+                    "since",
+                    {"type": "integer", "minimum": 0},
+                    description="Resume from the last tx seen (as Last-Event-ID does)",
+                ),
+            ),
             content_type="text/event-stream",
         ),
     },

@@ -9,8 +9,12 @@ The token comes in the Authorization header or, for EventSource (which cannot se
 headers), in a `token` query parameter: less safe, since URLs end up in logs and
 browser history, so prefer the header. A reconnect sending `Last-Event-ID: <tx>`
 resumes: the changes since that tx are replayed from the ab_tx log as one q-diff
-(flat queries), else the stream starts over with a fresh q-init. The stream ends when
-the token expires or its session is revoked (`event: close`), or the server stops.
+(flat queries; an empty one if nothing changed), else the stream starts over with a
+fresh q-init. The stream ends when the token expires or its session is revoked
+(`event: close`), or the server stops. An EventSource reconnects with the same URL,
+so one whose `?token=` expired would get 401 and give up: the client opens a new one
+with a fresh token and `?since=<last tx seen>` (handlers.resume), which resumes as
+Last-Event-ID does; a Last-Event-ID, the browser's own newer position, wins over it.
 An open stream counts as an in-flight HTTP request in /api/admin/health, and as one
 of its user's WS_MAX_CONNECTIONS_PER_USER connections and MAX_SUBSCRIPTIONS_PER_USER
 live queries: a stream over either cap is refused with 400 RESOURCE_EXCEEDED before
@@ -31,6 +35,7 @@ from actors.connection import ConnectionActor, Subscribe, Unsent
 from handlers import jsonwire, socketlog
 from handlers.accesslog import user_of
 from handlers.base import ApiHandler
+from handlers.resume import check_since, since_param
 from handlers.ws import dumps, parse_live_query
 from store import permissions
 
@@ -54,6 +59,10 @@ class SubscribeHandler(ApiHandler):
         query, normalized = parse_live_query(ctx, parsed)
         permissions.check_query(principal, query)
         resume_from = _last_event_id(self.request.headers.get("Last-Event-ID"))
+        since = since_param(self.get_query_argument("since", None))
+        if resume_from is None and since is not None:
+            await check_since(ctx, since)  # an EventSource reopened with a fresh token
+            resume_from = since
         self.session_id = principal.session_id
         self.expires_at = principal.expires_at
         self._unsent = Unsent()

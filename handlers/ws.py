@@ -6,7 +6,11 @@ see actors.connection.Reauth), `subscribe`, `unsubscribe`, `mutate`, `pong`, `pr
 `presence-update`, `presence-leave`. Server messages: `auth-ok`, `auth-error`,
 `q-init`, `q-diff`, `mutate-ok`, `mutate-error`, `unsubscribe-ok`, `ping`,
 `presence-change`, and `error` (`{type, error: {code, message, status}, id?}`) for
-every message that is malformed, unknown, over a limit or fails.
+every message that is malformed, unknown, over a limit or fails. `auth-ok` carries the
+socket's `connectionId` (its peer id in presence); `subscribe` may carry `since`, the
+last tx the client saw, to resume (handlers.resume); `mutate` may carry an
+`idempotencyKey` (store.idempotency), a retry then answers `mutate-ok` with the first
+commit's tx and `replayed: true`.
 
 Close codes: 4001 authentication failed, expired (no fresh `auth` in time), never
 came, or the session was revoked; 4002 no `pong` within a ping interval; 4008 a slow
@@ -65,7 +69,8 @@ from handlers import jsonwire, socketlog
 from handlers.accesslog import client_ip, user_of
 from handlers.base import principal_for_token
 from handlers.cors import log_refused, websocket_origin_allowed
-from store import permissions
+from handlers.resume import check_since, since_of
+from store import idempotency, permissions
 from store.mutations import parse_ops
 from store.principal import Principal
 from store.query.ast import Query
@@ -143,6 +148,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         "_server_close",
         "_tasks",
         "_unsent",
+        "conn_id",
         "ctx",
         "expires_at",
         "principal",
@@ -162,6 +168,8 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         for name in _DETACHED_METHODS:
             setattr(self, name, getattr(self, name))
         self.ctx = ctx
+        self.conn_id: str | None = None
+        """The id presence lists for this socket; `auth-ok` tells the client."""
         self.principal: Principal | None = None
         self.session_id: str | None = None
         self.expires_at: float | None = None
@@ -339,10 +347,11 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             ctx = self.ctx
             assert ctx.dispatcher is not None and ctx.rooms is not None and ctx.hub is not None
             s = ctx.settings
+            conn_id = "conn-" + uuid.uuid4().hex[:16]
             try:
                 self._conn = ConnectionActor.start(
                     self,
-                    "conn-" + uuid.uuid4().hex[:16],
+                    conn_id,
                     principal,
                     ctx.dispatcher,
                     ctx.rooms,
@@ -357,7 +366,8 @@ class WebSocket(tornado.websocket.WebSocketHandler):
                 self.close(CLOSE_TOO_MANY, exc.message[:120])
                 return
             self.principal = principal
-        self.send({"type": "auth-ok", "userId": principal.user_id})
+            self.conn_id = conn_id
+        self.send({"type": "auth-ok", "userId": principal.user_id, "connectionId": self.conn_id})
 
     async def _subscribe(self, msg: dict[str, Any]) -> None:
         sub_id = _sub_id(msg)
@@ -366,7 +376,10 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         query, normalized = parse_live_query(self.ctx, msg["query"])
         assert self.principal is not None
         permissions.check_query(self.principal, query)
-        await ask(self._conn, Subscribe(sub_id, dumps(sub_id), query, normalized))
+        since = since_of(msg.get("since"))  # resume: see handlers.resume
+        if since is not None:
+            await check_since(self.ctx, since)
+        await ask(self._conn, Subscribe(sub_id, dumps(sub_id), query, normalized, since))
 
     async def _unsubscribe(self, msg: dict[str, Any]) -> None:
         sub_id = _sub_id(msg)
@@ -377,8 +390,12 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         mut_id = msg.get("id")
         if not isinstance(mut_id, str) or not 0 < len(mut_id) <= SUB_ID_MAX:
             raise InvalidArgument(f"mutate: id must be a string of 1-{SUB_ID_MAX} characters")
+        assert self.principal is not None
         try:
             ops = parse_ops(msg.get("ops"))
+            key = idempotency.key_for(
+                msg.get("idempotencyKey"), self.principal, ops, "idempotencyKey"
+            )
         except ApiError as exc:
             self._mutate_error(mut_id, exc)
             return
@@ -386,8 +403,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             # Answered now, so the socket's queue of answers empties and it can close.
             self._mutate_error(mut_id, Internal("The server is shutting down"))
             return
-        assert self.principal is not None
-        reply = submit(self.ctx.transactor, ops, self.principal)
+        reply = submit(self.ctx.transactor, ops, self.principal, key=key)
         task = asyncio.ensure_future(self._await_commit(mut_id, reply))
         if self._tasks is None:
             self._tasks = set()
@@ -403,7 +419,8 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             logger.exception("websocket mutation failed")
             self._mutate_error(mut_id, Internal())
         else:
-            self.send({"type": "mutate-ok", "id": mut_id, "tx": outcome.tx})
+            replayed = {"replayed": True} if outcome.replayed else {}
+            self.send({"type": "mutate-ok", "id": mut_id, "tx": outcome.tx, **replayed})
 
     async def settle(self) -> None:
         """Return once every mutation received has been answered (actors.hub.Watched:

@@ -129,10 +129,13 @@ class Txn:
 
     # -- writes (transactor only) --------------------------------------------------------
 
-    def hold_tx(self, keys: Collection[tuple[str, str]]) -> None:
+    def hold_tx(
+        self, keys: Collection[tuple[str, str]], ahead: Callable[[Txn], None] | None = None
+    ) -> None:
         """Lock the tx counter until COMMIT (on PostgreSQL other processes' writers wait
         for it, so tx ids follow commit order) and read, in the same round trip, the
-        rows at `keys` (entity, id), which the group is about to write. Until
+        rows at `keys` (entity, id), which the group is about to write, and whatever
+        `ahead` sends (its statements run after the lock is taken). Until
         `release_tx`, `next_tx` counts in memory and `get` answers from what was read
         and written since."""
         counter = self.execute(
@@ -145,6 +148,8 @@ class Txn:
             f"WHERE {self.dialect.keys_in(wanted, params)}",
             params,
         )
+        if ahead is not None:
+            ahead(self)
         self._held = self._next = int(counter.fetchone()[0])
         self._known = dict.fromkeys(wanted)
         for record in records.fetchall():
@@ -360,19 +365,27 @@ class Store(abc.ABC):
         """The transactor's write transaction, committed when the block exits cleanly."""
 
     def write_group(
-        self, keys: Collection[tuple[str, str]], run: Callable[[Txn], int | None]
+        self,
+        keys: Collection[tuple[str, str]],
+        run: Callable[[Txn], int | None],
+        ahead: Callable[[Txn], None] | None = None,
     ) -> None:
         """The transactor's group commit: `run` applies the group in the write
         transaction (each mutation in `Txn.savepoint`) and returns the last tx id
-        committed, None if none; the rows at `keys` are read ahead (`Txn.hold_tx`).
-        A backend may call `run` twice, the first attempt rolled back entirely."""
+        committed, None if none; the rows at `keys`, and what `ahead` sends, are read
+        ahead (`Txn.hold_tx`). A backend may call `ahead` and `run` twice, the first
+        attempt rolled back entirely."""
         with self.write() as txn:
-            self._run_group(txn, keys, run)
+            self._run_group(txn, keys, run, ahead)
 
     def _run_group(
-        self, txn: Txn, keys: Collection[tuple[str, str]], run: Callable[[Txn], int | None]
+        self,
+        txn: Txn,
+        keys: Collection[tuple[str, str]],
+        run: Callable[[Txn], int | None],
+        ahead: Callable[[Txn], None] | None = None,
     ) -> None:
-        txn.hold_tx(keys)
+        txn.hold_tx(keys, ahead)
         last = run(txn)
         txn.release_tx()
         if last is not None:

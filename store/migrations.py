@@ -138,6 +138,22 @@ def _keys(bigint: str) -> list[str]:
     ]
 
 
+_IDEMPOTENCY = [
+    # Migration 9: idempotency keys of mutations (store.idempotency), the outcome kept
+    # as JSON text; the primary key makes a key unique per user across processes.
+    """CREATE TABLE ab_idempotency (
+        user_id TEXT NOT NULL,
+        idem_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        tx BIGINT NOT NULL,
+        results TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (user_id, idem_key)
+    )""",
+    "CREATE INDEX ab_idempotency_created ON ab_idempotency (created_at)",
+]
+
+
 SQLITE: list[tuple[int, list[str]]] = [
     (
         1,
@@ -178,6 +194,7 @@ SQLITE: list[tuple[int, list[str]]] = [
     (6, _SECRETS),
     (7, _RETENTION),
     (8, _keys("INTEGER")),
+    (9, _IDEMPOTENCY),
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -220,4 +237,5 @@ POSTGRES: list[tuple[int, list[str]]] = [
     (6, _SECRETS),
     (7, _RETENTION),
     (8, _keys("BIGINT")),
+    (9, _IDEMPOTENCY),
 ]

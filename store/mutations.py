@@ -59,6 +59,9 @@ class Outcome:
     results: list[dict[str, Any]]
     rows: list[dict[str, Any] | None]
     changes: list[Change]
+    replayed: bool = False
+    """A retry's answer: the first commit's tx and results (store.idempotency); it
+    wrote nothing, so it has no rows or changes."""
 
 
 def parse_ops(raw: Any) -> list[Op]:

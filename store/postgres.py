@@ -115,7 +115,10 @@ class PostgresStore(Store):
             yield txn
 
     def write_group(
-        self, keys: Collection[tuple[str, str]], run: Callable[[Txn], int | None]
+        self,
+        keys: Collection[tuple[str, str]],
+        run: Callable[[Txn], int | None],
+        ahead: Callable[[Txn], None] | None = None,
     ) -> None:
         """The whole group in one pipeline: two round trips (counter and rows read
         ahead; then every write, the counter, NOTIFY and COMMIT) whatever its size.
@@ -123,17 +126,17 @@ class PostgresStore(Store):
         follows it: then the group is rolled back and runs again without a pipeline,
         each mutation in a real savepoint, so the refused one fails alone."""
         if not psycopg.Pipeline.is_supported():  # libpq older than 14
-            super().write_group(keys, run)
+            super().write_group(keys, run, ahead)
             return
         with self._writer_lock:
             conn = self._writer_conn()
             try:
-                if self._pipelined(conn, keys, run):
+                if self._pipelined(conn, keys, run, ahead):
                     return
                 if conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
                 with open_txn(conn, self.dialect) as txn:
-                    self._run_group(txn, keys, run)
+                    self._run_group(txn, keys, run, ahead)
             except BaseException:
                 if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
@@ -144,6 +147,7 @@ class PostgresStore(Store):
         conn: psycopg.Connection,
         keys: Collection[tuple[str, str]],
         run: Callable[[Txn], int | None],
+        ahead: Callable[[Txn], None] | None,
     ) -> bool:
         """The group in one pipeline, through COMMIT; False if it must run again (its
         transaction rolled back, or failed and still to roll back)."""
@@ -151,7 +155,8 @@ class PostgresStore(Store):
             with conn.pipeline() as pipeline:
                 try:
                     conn.execute("BEGIN")
-                    self._run_group(Txn(conn, self.dialect, (psycopg.Error,)), keys, run)
+                    txn = Txn(conn, self.dialect, (psycopg.Error,))
+                    self._run_group(txn, keys, run, ahead)
                     conn.execute("COMMIT")
                 except (Replay, psycopg.Error):
                     if conn.broken:

@@ -39,7 +39,7 @@ def test_preflight_for_a_listed_origin(server):
     headers = response.headers
     assert headers["Access-Control-Allow-Origin"] == ALLOWED
     assert headers["Access-Control-Allow-Methods"] == "POST"
-    assert headers["Access-Control-Allow-Headers"] == "Authorization, Content-Type"
+    assert headers["Access-Control-Allow-Headers"] == "Authorization, Content-Type, Idempotency-Key"
     assert headers["Vary"] == "Origin"
     assert int(headers["Access-Control-Max-Age"]) > 0
     methods = preflight(Api(server.url), "/api/data/todos/1", ALLOWED, "PATCH").headers
