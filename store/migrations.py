@@ -118,6 +118,41 @@ _SECRETS = [
 ]
 
 
+_PRESENCE = [
+    # Presence across processes (actors.cluster_rooms): each process's liveness, each
+    # room's peers, and the order of their changes (one sequence, taken while the
+    # room's row is locked, so a room's changes are numbered in commit order).
+    """CREATE TABLE ab_nodes (
+        node TEXT PRIMARY KEY,
+        started_at BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL,
+        figures TEXT NOT NULL DEFAULT '{}'
+    )""",
+    "CREATE SEQUENCE ab_presence_seq",
+    """CREATE TABLE ab_presence_rooms (
+        room TEXT PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )""",
+    """CREATE TABLE ab_presence (
+        room TEXT NOT NULL,
+        peer TEXT NOT NULL,
+        node TEXT NOT NULL,
+        user_id TEXT,
+        data TEXT NOT NULL,
+        joined BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (room, peer)
+    )""",
+    "CREATE INDEX ab_presence_node ON ab_presence (node)",
+    # Changes too large for a NOTIFY payload, read by reference; swept after a minute.
+    """CREATE TABLE ab_presence_log (
+        seq BIGINT PRIMARY KEY,
+        entry TEXT NOT NULL,
+        at BIGINT NOT NULL
+    )""",
+]
+
 SQLITE: list[tuple[int, list[str]]] = [
     (
         1,
@@ -156,6 +191,7 @@ SQLITE: list[tuple[int, list[str]]] = [
     ),
     (5, _SESSION_ENDS),
     (6, _SECRETS),
+    (10, []),  # presence spans processes on PostgreSQL only; one SQLite process owns its rooms
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -196,4 +232,5 @@ POSTGRES: list[tuple[int, list[str]]] = [
     ),
     (5, _SESSION_ENDS),
     (6, _SECRETS),
+    (10, _PRESENCE),
 ]
