@@ -410,7 +410,11 @@ class ConnectionActor(LoopActor):
                 # Across processes the database says later whether the room had space.
                 ref = self.actor_ref
                 entered.add_done_callback(
-                    lambda f: f.cancelled() or f.exception() is None or ref.tell(_Refused(room))
+                    lambda f: (
+                        f.cancelled()
+                        or f.exception() is None
+                        or (ref.is_alive() and ref.tell(_Refused(room)))
+                    )
                 )
             return entered
         if room not in rooms:

@@ -78,6 +78,7 @@ class PresenceWriter:
         start the thread. Blocks: call it off the loop."""
         self._conn = self._connect()
         tables.register(self._conn, self.node)
+        _, self.live, _ = tables.heartbeat(self._conn, self.node, "{}", self._timeout_ms)
         self._thread.start()
 
     def submit(self, op: Op) -> concurrent.futures.Future[bool]:
@@ -176,11 +177,11 @@ class PresenceWriter:
     def _beat(self) -> None:
         assert self._conn is not None
         figures = ujson.dumps(self._figures())
-        kept, self.live = tables.heartbeat(self._conn, self.node, figures, self._timeout_ms)
+        kept, self.live, dead = tables.heartbeat(self._conn, self.node, figures, self._timeout_ms)
         if not kept:
             self._rejoin()
-        for dead in tables.reap(self._conn, self.node, self._timeout_ms):
-            logger.warning("presence: node %s stopped beating; its peers left", dead)
+        for name in dead:
+            logger.warning("presence: node %s stopped beating; its peers left", name)
 
     def _rejoin(self) -> None:
         """Others took this node for dead and saw its peers leave: they enter again."""

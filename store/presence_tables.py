@@ -77,15 +77,17 @@ def unregister(conn: psycopg.Connection[Any], node: str) -> None:
 
 def heartbeat(
     conn: psycopg.Connection[Any], node: str, figures: str, timeout_ms: int
-) -> tuple[bool, int]:
-    """Beat; (whether the node's row was still there, how many nodes are live). A
-    missing row means another node took this one for dead and removed its peers."""
+) -> tuple[bool, int, list[str]]:
+    """Beat and reap, in one transaction: (whether the node's row was still there, how
+    many nodes are live after the reaping, the nodes removed). A missing row means
+    another node took this one for dead and removed its peers."""
     with conn.transaction():
         kept = _beat(conn, node, figures)
+        dead = _reap(conn, node, timeout_ms)
         row = conn.execute(
             f"SELECT count(*) FROM ab_nodes WHERE heartbeat_at >= {NOW_MS} - %s", (timeout_ms,)
         ).fetchone()
-    return kept, int(row[0]) if row else 1
+    return kept, int(row[0]) if row else 1, dead
 
 
 def _beat(conn: psycopg.Connection[Any], node: str, figures: str | None = None) -> bool:
@@ -110,47 +112,46 @@ def _insert_node(conn: psycopg.Connection[Any], node: str) -> None:
     )
 
 
-def reap(conn: psycopg.Connection[Any], node: str, timeout_ms: int) -> list[str]:
+def _reap(conn: psycopg.Connection[Any], node: str, timeout_ms: int) -> list[str]:
     """Remove the nodes without a heartbeat for `timeout_ms`, their peers leaving every
     room (announced); the names of the nodes removed. Any live node may run it: a dead
     node's row is taken by one of them (SKIP LOCKED), and one that beats meanwhile is
     not taken (the bound is checked again on the locked row)."""
-    with conn.transaction():
-        dead = [
-            r[0]
-            for r in conn.execute(
-                f"SELECT node FROM ab_nodes WHERE heartbeat_at < {NOW_MS} - %s AND node <> %s "
-                "ORDER BY node FOR UPDATE SKIP LOCKED",
-                (timeout_ms, node),
-            ).fetchall()
-        ]
-        entries: list[Entry] = []
-        for name in dead:
-            entries += _remove_node(conn, name)
-        _notify(conn, entries)
+    dead = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT node FROM ab_nodes WHERE heartbeat_at < {NOW_MS} - %s AND node <> %s "
+            "ORDER BY node FOR UPDATE SKIP LOCKED",
+            (timeout_ms, node),
+        ).fetchall()
+    ]
+    if dead:
+        _notify(conn, _remove_node(conn, *dead))
     return dead
 
 
-def _remove_node(conn: psycopg.Connection[Any], node: str) -> list[Entry]:
+def _remove_node(conn: psycopg.Connection[Any], *nodes: str) -> list[Entry]:
+    """Every peer of `nodes` leaves (rooms locked in name order, as writers do)."""
+    names = list(nodes)
     rooms = [
         r[0]
         for r in conn.execute(
-            "SELECT DISTINCT room FROM ab_presence WHERE node = %s ORDER BY room", (node,)
+            "SELECT DISTINCT room FROM ab_presence WHERE node = ANY(%s) ORDER BY room", (names,)
         ).fetchall()
     ]
     entries: list[Entry] = []
     for room in rooms:
         _lock_room(conn, room)
         rows = conn.execute(
-            "DELETE FROM ab_presence WHERE room = %s AND node = %s "
+            "DELETE FROM ab_presence WHERE room = %s AND node = ANY(%s) "
             "RETURNING nextval('ab_presence_seq'), peer",
-            (room, node),
+            (room, names),
         ).fetchall()
         rows.sort()
         entries += [[int(seq), room, "leave", peer] for seq, peer in rows]
         if rows:
             _set_room_seq(conn, room, int(rows[-1][0]))
-    conn.execute("DELETE FROM ab_nodes WHERE node = %s", (node,))
+    conn.execute("DELETE FROM ab_nodes WHERE node = ANY(%s)", (names,))
     return entries
 
 

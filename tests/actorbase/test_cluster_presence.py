@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from store.presence_link import APPLICATION_NAME
 from store.presence_tables import CHANNEL
 from tests.serverproc import ADMIN_TOKEN, Api, PostgresDatabase, ServerProcess
 from tests.wsclient import WsClient, apply_presence
@@ -330,8 +331,42 @@ def test_killed_node_peers_leave_within_the_bound(pair):
         assert ma.deltas[-1]["event"] == "leave" and ma.deltas[-1]["peer"]["data"] == {"on": "b"}
         assert await asyncio.to_thread(_rest_peers, a, room) == {ma.id: {"on": "a"}}
         assert await asyncio.to_thread(_rest_peers, a, other) == {ma2.id: {"on": "a"}}
+        # The count is the heartbeat's (the same transaction removed B): at most one
+        # heartbeat behind what A's members heard.
+        for _ in range(100):
+            if Api(a.url).get("/api/admin/health").json()["nodes"] == 1:
+                break
+            await asyncio.sleep(0.05)
         assert Api(a.url).get("/api/admin/health").json()["nodes"] == 1
         ma.ws.close()
         ma2.ws.close()
+
+    asyncio.run(go())
+
+
+def test_lost_connections_come_back_and_catch_up(cluster):
+    """The presence connections cut: a change made meanwhile still reaches the other
+    node's members (the feed reads its rooms afresh, the writer writes again)."""
+    db, (a, b, _c) = cluster
+    room = _room()
+
+    async def go():
+        ma = await Member.enter(a, room, {"on": "a"})
+        mb = await Member.enter(b, room, {"on": "b"})
+        await ma.until(lambda m: mb.id in m.peers)
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            cut = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = %s AND datname = current_database()",
+                (APPLICATION_NAME,),
+            ).fetchone()[0]
+        assert cut == 6  # a writer and a feed per node
+        await mb.send("update", {"on": "b", "after": "cut"})
+        await ma.until(lambda m: m.peers[mb.id]["data"] == {"on": "b", "after": "cut"})
+        late = await Member.enter(b, room, {"late": True})
+        await ma.until(lambda m: late.id in m.peers)
+        assert len(late.peers) == 3
+        for m in (ma, mb, late):
+            m.ws.close()
 
     asyncio.run(go())
