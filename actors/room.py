@@ -17,6 +17,12 @@ data goes out when its interval has passed. A room holds at most PRESENCE_MAX_PE
 
 Members are reached by a direct call to their connection's outgoing path (a
 `PresenceSink`, on the same loop thread), not by a message per member.
+
+On PostgreSQL rooms span processes (actors.cluster_rooms): a RoomActor then mirrors
+the room as the database's notifications tell it, peers of other processes without a
+sink (in the room, not members here), and is never rate-limited itself (that is done
+before the database). A batch lists its peers in the order of their latest change, so
+members everywhere hear one order, whatever the batches.
 """
 
 from __future__ import annotations

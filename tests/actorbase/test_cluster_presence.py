@@ -82,6 +82,8 @@ class Member:
         self.room = room
         self.peers: dict[str, dict[str, Any]] = {}
         self.deltas: list[dict[str, Any]] = []
+        self.snapshots: list[dict[str, Any]] = []
+        """Snapshots after the first: only a member whose own peer left and came back."""
         self.id = ""
 
     @classmethod
@@ -105,8 +107,7 @@ class Member:
             left = deadline - loop.time()
             assert left > 0, f"timed out; heard {self.deltas}, room {self.peers}"
             m = await self.ws.expect("presence-change", within=left, room=self.room)
-            assert "event" in m, m
-            self.deltas.append(m)
+            (self.deltas if "event" in m else self.snapshots).append(m)
             apply_presence(self.peers, m)
 
     async def send(self, kind: str, data: dict[str, Any] | None = None) -> None:
@@ -114,6 +115,16 @@ class Member:
         if data is not None:
             message["data"] = data
         await self.ws.send(message)
+
+
+async def _nodes_become(node: ServerProcess, count: int) -> None:
+    """Wait until `node`'s health counts `count` live nodes (as of its last beat)."""
+    for _ in range(100):
+        health = await asyncio.to_thread(Api(node.url).get, "/api/admin/health")
+        if health.json()["nodes"] == count:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"health says {health.json()['nodes']} nodes, not {count}")
 
 
 def _rest_peers(node: ServerProcess, room: str) -> dict[str, Any]:
@@ -192,6 +203,7 @@ def test_one_order_per_room_for_every_member(cluster):
 
         for m in members:
             await m.until(all_left)
+            assert not m.snapshots
         heard = [
             [
                 (
@@ -299,6 +311,7 @@ def test_health_and_stats_name_the_node(cluster):
     _, nodes = cluster
     names = set()
     for node in nodes:
+        asyncio.run(_nodes_become(node, 3))
         health = Api(node.url).get("/api/admin/health").json()
         assert health["nodes"] == 3
         assert health["node"].endswith(f":{node.proc.pid}")
@@ -323,7 +336,7 @@ def test_killed_node_peers_leave_within_the_bound(pair):
         mb2 = await Member.enter(b, other, {"on": "b"})
         ma2 = await Member.enter(a, other, {"on": "a"})
         await ma.until(lambda m: mb.id in m.peers)
-        assert Api(a.url).get("/api/admin/health").json()["nodes"] == 2
+        await _nodes_become(a, 2)
         b.stop(signal.SIGKILL)
         # NODE_TIMEOUT=1.5 and a heartbeat every 0.2 s: well within 10 s.
         await ma.until(lambda m: mb.id not in m.peers)
@@ -333,11 +346,7 @@ def test_killed_node_peers_leave_within_the_bound(pair):
         assert await asyncio.to_thread(_rest_peers, a, other) == {ma2.id: {"on": "a"}}
         # The count is the heartbeat's (the same transaction removed B): at most one
         # heartbeat behind what A's members heard.
-        for _ in range(100):
-            if Api(a.url).get("/api/admin/health").json()["nodes"] == 1:
-                break
-            await asyncio.sleep(0.05)
-        assert Api(a.url).get("/api/admin/health").json()["nodes"] == 1
+        await _nodes_become(a, 1)
         ma.ws.close()
         ma2.ws.close()
 
@@ -368,5 +377,34 @@ def test_lost_connections_come_back_and_catch_up(cluster):
         assert len(late.peers) == 3
         for m in (ma, mb, late):
             m.ws.close()
+
+    asyncio.run(go())
+
+
+def test_paused_node_comes_back_and_its_peers_enter_again(pair):
+    """A node stopped past the bound (SIGSTOP) is taken for dead; once it runs again
+    it finds its row gone, puts it back and its peers enter again."""
+    _, (a, b) = pair
+
+    async def go():
+        room = _room()
+        ma = await Member.enter(a, room, {"on": "a"})
+        mb = await Member.enter(b, room, {"on": "b"})
+        await ma.until(lambda m: mb.id in m.peers)
+        assert b.proc is not None
+        b.proc.send_signal(signal.SIGSTOP)
+        try:
+            await ma.until(lambda m: mb.id not in m.peers)
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        await ma.until(lambda m: mb.id in m.peers)
+        assert [d["event"] for d in ma.deltas[-2:]] == ["leave", "join"]
+        assert ma.peers[mb.id]["data"] == {"on": "b"}
+        assert set(await asyncio.to_thread(_rest_peers, a, room)) == {ma.id, mb.id}
+        # B's own member was out of the room meanwhile: it hears the room afresh.
+        await mb.until(lambda m: m.snapshots)
+        assert mb.peers.keys() == {ma.id, mb.id}
+        ma.ws.close()
+        mb.ws.close()
 
     asyncio.run(go())
