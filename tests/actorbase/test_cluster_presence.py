@@ -32,11 +32,11 @@ ENV = {
 _ids = itertools.count()
 
 
-def _start_nodes(pg_base_url: str | None, tmp_path, count: int):
+def _start_nodes(pg_base_url: str | None, tmp_path, count: int, **env: str):
     if not pg_base_url:
         pytest.skip("TEST_DATABASE_URL is not set")
     db = PostgresDatabase(pg_base_url)
-    nodes = [ServerProcess(tmp_path / f"n{i}", db.url, **ENV) for i in range(count)]
+    nodes = [ServerProcess(tmp_path / f"n{i}", db.url, **{**ENV, **env}) for i in range(count)]
     return db, nodes
 
 
@@ -56,9 +56,14 @@ def cluster(pg_base_url, tmp_path_factory):
 
 
 @pytest.fixture
-def pair(pg_base_url, tmp_path):
+def pair_env() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture
+def pair(pg_base_url, tmp_path, pair_env):
     """Two nodes of their own: one gets killed."""
-    db, nodes = _start_nodes(pg_base_url, tmp_path, 2)
+    db, nodes = _start_nodes(pg_base_url, tmp_path, 2, **pair_env)
     try:
         for node in nodes:
             node.start()
@@ -406,5 +411,26 @@ def test_paused_node_comes_back_and_its_peers_enter_again(pair):
         assert mb.peers.keys() == {ma.id, mb.id}
         ma.ws.close()
         mb.ws.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("pair_env", [{"NODE_TIMEOUT": "600"}])
+def test_stopped_node_peers_leave_at_once(pair):
+    """SIGTERM: the node removes its own peers as it stops, long before NODE_TIMEOUT
+    (600 s here) would have the others do it."""
+    _, (a, b) = pair
+
+    async def go():
+        room = _room()
+        ma = await Member.enter(a, room, {"on": "a"})
+        mb = await Member.enter(b, room, {"on": "b"})
+        await ma.until(lambda m: mb.id in m.peers)
+        assert await asyncio.to_thread(b.stop) == 0
+        await ma.until(lambda m: mb.id not in m.peers)
+        assert ma.deltas[-1]["event"] == "leave"
+        assert await asyncio.to_thread(_rest_peers, a, room) == {ma.id: {"on": "a"}}
+        await _nodes_become(a, 1)
+        ma.ws.close()
 
     asyncio.run(go())
