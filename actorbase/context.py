@@ -13,6 +13,7 @@ from store.query.links import Links
 from store.stats import Stats
 
 if TYPE_CHECKING:
+    from actors.cluster_rooms import ClusterRooms
     from actors.dispatcher import Dispatcher
     from actors.functions import FunctionPool
     from actors.hub import Hub
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from handlers.ratelimit import RateLimits
     from store.auth_service import AuthService
     from store.base import Store
+    from store.presence_link import PresenceWriter
     from store.readpool import ReadPool
     from store.storage.base import Blobs
 
@@ -45,8 +47,12 @@ class Context:
     shutting_down: bool = False
     dispatcher: Dispatcher | None = None
     """Routes committed change sets to live queries (set at start)."""
-    rooms: Rooms | None = None
-    """Presence rooms (set at start)."""
+    rooms: Rooms | ClusterRooms | None = None
+    """Presence rooms (set at start): this process's, or on PostgreSQL every process's."""
+    node: str = ""
+    """This process's name among those sharing the database (NODE_ID:pid)."""
+    presence: PresenceWriter | None = None
+    """On PostgreSQL: writes presence and beats this node's heartbeat (live nodes)."""
     hub: Hub | None = None
     """Open WebSockets and SSE streams, their heartbeats and session checks."""
     stats: Stats = dataclasses.field(default_factory=Stats)

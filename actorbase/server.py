@@ -25,8 +25,10 @@ import tornado.netutil
 
 import actorbase
 from actorbase import logs
+from actorbase.cluster import ClusterPresence, node_figures, node_name
 from actorbase.context import Context
 from actorbase.metrics import Metrics
+from actors.cluster_rooms import ClusterRooms
 from actors.dispatcher import Dispatcher
 from actors.functions import FunctionPool
 from actors.hub import Hub, UserLoad
@@ -78,6 +80,7 @@ class Server:
         self._http: tornado.httpserver.HTTPServer | None = None
         self._stopping = asyncio.Event()
         self._feed: TxFeed | None = None
+        self._presence: ClusterPresence | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
         self._key_reloader: asyncio.Task[None] | None = None
@@ -212,6 +215,14 @@ class Server:
             UserLoad(s.ws_max_connections_per_user, s.max_subscriptions_per_user),
         )
         hub.start()
+        # On PostgreSQL presence rooms span every process on the database.
+        node = node_name(s)
+        rooms: Rooms | ClusterRooms
+        if s.is_postgres:
+            self._presence = ClusterPresence(s, node, reads, lambda: node_figures(self.ctx))
+            rooms = await self._presence.start()
+        else:
+            rooms = Rooms(s.presence_rate, s.fanout_turn, s.presence_max_peers)
         # The tables that only grow get their dead rows out.
         self._sweeper = asyncio.ensure_future(every(s.sweep_interval, auth.sweep, "sweep"))
         retention = Retention(s, store, reads, auth.accounts, blobs)
@@ -237,7 +248,9 @@ class Server:
             auth=auth,
             blobs=blobs,
             dispatcher=dispatcher,
-            rooms=Rooms(s.presence_rate, s.fanout_turn, s.presence_max_peers),
+            rooms=rooms,
+            node=node,
+            presence=self._presence.writer if self._presence is not None else None,
             hub=hub,
             stats=stats,
             app=app,
@@ -305,6 +318,8 @@ class Server:
                 logger.warning("closed with connections still open")
         if ctx.functions is not None:
             ctx.functions.stop()
+        if self._presence is not None:
+            await self._presence.stop()
         # The transactor finishes every mutation queued before the stop message.
         await loop.run_in_executor(None, ctx.transactor.stop, max(0.1, deadline - loop.time()))
         if self._feed is not None:

@@ -22,7 +22,7 @@ import asyncio
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actorbase.errors import ApiError, InvalidArgument, NotFound
 from actors.dispatcher import Dispatcher
@@ -34,6 +34,9 @@ from store import permissions
 from store.principal import Principal
 from store.query.ast import Query
 from store.query.live import compose
+
+if TYPE_CHECKING:
+    from actors.cluster_rooms import ClusterRooms
 
 CLOSE_SLOW = 4008
 """Close code for a client that does not read what it asked for."""
@@ -129,6 +132,13 @@ class PresenceOp:
     op: str
     room: str
     data: Any = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Refused:
+    """The database found room `room` full: this connection is not in it after all."""
+
+    room: str
 
 
 class Outbox:
@@ -282,7 +292,7 @@ class ConnectionActor(LoopActor):
         conn_id: str,
         principal: Principal,
         dispatcher: Dispatcher,
-        rooms: Rooms,
+        rooms: Rooms | ClusterRooms,
         max_subscriptions: int,
         max_rooms: int,
         soft_limit: int,
@@ -313,7 +323,9 @@ class ConnectionActor(LoopActor):
             self._dispatcher.leave(member)
             self._users.unsubscribe(self._user)
         elif isinstance(message, PresenceOp):
-            self._presence(message)
+            return self._presence(message)
+        elif isinstance(message, _Refused):
+            self.outbox.leave_room(message.room)
         elif isinstance(message, Reauth):
             return self._reauth(message.principal)
         return None
@@ -381,7 +393,8 @@ class ConnectionActor(LoopActor):
                 denied.append(exc)
         return denied
 
-    def _presence(self, message: PresenceOp) -> None:
+    def _presence(self, message: PresenceOp) -> asyncio.Future[None] | None:
+        """None, or (rooms across processes) a future of the enter the caller awaits."""
         room = message.room
         rooms = self.outbox.rooms
         if message.op == "enter":
@@ -391,11 +404,21 @@ class ConnectionActor(LoopActor):
             if len(rooms) >= self._max_rooms:
                 raise InvalidArgument(f"Too many presence rooms (at most {self._max_rooms})")
             # Raises if the room is full; ours before its snapshot can come (a tell).
-            self._rooms.enter(
+            entered = self._rooms.enter(
                 room, self._conn_id, self._principal.user_id, message.data, self.outbox
             )
             rooms[room] = None
-            return
+            if entered is not None:
+                # Across processes the database says later whether the room had space.
+                ref = self.actor_ref
+                entered.add_done_callback(
+                    lambda f: (
+                        f.cancelled()
+                        or f.exception() is None
+                        or (ref.is_alive() and ref.tell(_Refused(room)))
+                    )
+                )
+            return entered
         if room not in rooms:
             raise NotFound(f"Not in presence room {room!r}")
         if message.op == "update":

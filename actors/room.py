@@ -17,6 +17,12 @@ data goes out when its interval has passed. A room holds at most PRESENCE_MAX_PE
 
 Members are reached by a direct call to their connection's outgoing path (a
 `PresenceSink`, on the same loop thread), not by a message per member.
+
+On PostgreSQL rooms span processes (actors.cluster_rooms): a RoomActor then mirrors
+the room as the database's notifications tell it, peers of other processes without a
+sink (in the room, not members here), and is never rate-limited itself (that is done
+before the database). A batch lists its peers in the order of their latest change, so
+members everywhere hear one order, whatever the batches.
 """
 
 from __future__ import annotations
@@ -94,7 +100,8 @@ class Held:
             self._peers.clear()
             return
         for delta in change.deltas:
-            prior = self._peers.get(delta.peer["id"])
+            # Re-inserted: held peers go out in the order of their latest change.
+            prior = self._peers.pop(delta.peer["id"], None)
             known = prior[0] if prior is not None else delta.event != "join"
             self._peers[delta.peer["id"]] = (known, delta)
 
@@ -129,7 +136,8 @@ class Enter:
     peer_id: str
     user_id: str | None
     data: Any
-    sink: PresenceSink
+    sink: PresenceSink | None
+    """None: a peer of another process (actors.cluster_rooms), in the room but no member here."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -141,6 +149,15 @@ class Update:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Leave:
     peer_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reset:
+    """The room is now `peers` (read afresh from the database): members hear what
+    changed as deltas, a member whose peer is now in it gets its snapshot."""
+
+    peers: tuple[tuple[str, str | None, Any, PresenceSink | None], ...]
+    """(peer id, user id, data, sink or None)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -167,7 +184,7 @@ class _Sent:
 class _Peer:
     user_id: str | None
     data: Any
-    sink: PresenceSink
+    sink: PresenceSink | None
     last_update: float = 0.0
     pending: Any = None
     has_pending: bool = False
@@ -194,9 +211,7 @@ class RoomActor(LoopActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Enter):
-            self._mark(message.peer_id)
-            self._peers[message.peer_id] = _Peer(message.user_id, message.data, message.sink)
-            self._entered[message.peer_id] = None
+            self._enter(message.peer_id, message.user_id, message.data, message.sink)
         elif isinstance(message, Update):
             self._update(message.peer_id, message.data)
         elif isinstance(message, _Flush):
@@ -212,9 +227,36 @@ class RoomActor(LoopActor):
             self._busy = False
             if self._changed:
                 self._schedule()
+        elif isinstance(message, Reset):
+            self._reset(message.peers)
         elif isinstance(message, Peers):
             return self._wire()
         return None
+
+    def _enter(
+        self, peer_id: str, user_id: str | None, data: Any, sink: PresenceSink | None
+    ) -> None:
+        self._mark(peer_id)
+        self._peers[peer_id] = _Peer(user_id, data, sink)
+        if sink is not None:
+            self._entered[peer_id] = None
+
+    def _reset(self, peers: tuple[tuple[str, str | None, Any, PresenceSink | None], ...]) -> None:
+        now = {p[0] for p in peers}
+        for peer_id in [pid for pid in self._peers if pid not in now]:
+            self._leave(peer_id)
+        for peer_id, user_id, data, sink in peers:
+            peer = self._peers.get(peer_id)
+            if peer is None:
+                self._enter(peer_id, user_id, data, sink)
+                continue
+            if peer.data != data:
+                self._mark(peer_id)
+                peer.data = data
+            if peer.sink is None and sink is not None:
+                peer.sink = sink
+                self._entered[peer_id] = None
+                self._schedule()
 
     def on_stop(self) -> None:
         self._fanout.cancel()
@@ -252,9 +294,12 @@ class RoomActor(LoopActor):
             timer.cancel()
 
     def _mark(self, peer_id: str) -> None:
-        """`peer_id` is about to change: remember whether the members knew it before."""
-        if peer_id not in self._changed:
-            self._changed[peer_id] = peer_id in self._peers
+        """`peer_id` is about to change: remember whether the members knew it before.
+        Re-inserted, so a batch lists peers in the order of their latest change: what
+        a member hears is the room's order of changes, less changes a later one of the
+        same peer replaced, however the batches fell."""
+        known = self._changed.pop(peer_id, peer_id in self._peers)
+        self._changed[peer_id] = known
         self._schedule()
 
     def _schedule(self) -> None:
@@ -277,10 +322,13 @@ class RoomActor(LoopActor):
         if entered:
             snapshot = {"type": "presence-change", "room": name, "peers": self._wire()}
             change = PresenceChange(name, _dumps(snapshot))
-            fanout.send([peers[pid].sink for pid in entered], _deliver(change))
+            sinks = [sink for pid in entered if (sink := peers[pid].sink) is not None]
+            fanout.send(sinks, _deliver(change))
         if deltas:
             change = PresenceChange(name, None, tuple(deltas))
-            members = [p.sink for pid, p in peers.items() if pid not in entered]
+            members = [
+                p.sink for pid, p in peers.items() if p.sink is not None and pid not in entered
+            ]
             fanout.send(members, _deliver(change))
         # The next batch waits until this one reached every member.
         ref = self.actor_ref

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -530,6 +531,29 @@ FIELDS: tuple[Field, ...] = (
         "gets a turn (0: a turn every 64 sockets; lower is fairer, higher is faster)",
     ),
     Field(
+        "node_id",
+        "NODE_ID",
+        _text,
+        None,
+        "this process's name among those sharing a PostgreSQL database, with `:<pid>` "
+        "appended; default: DYNO (Heroku's web.1) or the hostname",
+    ),
+    Field(
+        "node_heartbeat",
+        "NODE_HEARTBEAT",
+        _float_range(0.05, 60),
+        "2",
+        "seconds between this process's heartbeats in ab_nodes (PostgreSQL)",
+    ),
+    Field(
+        "node_timeout",
+        "NODE_TIMEOUT",
+        _float_range(0.2, 600),
+        "10",
+        "a process without a heartbeat this long is dead: its presence peers leave every "
+        "room (PostgreSQL; at least twice NODE_HEARTBEAT)",
+    ),
+    Field(
         "app",
         "APP",
         _text,
@@ -632,6 +656,9 @@ class Settings:
     presence_max_peers: int
     presence_rate: float
     fanout_turn: float
+    node_id: str
+    node_heartbeat: float
+    node_timeout: float
     app: str | None
     function_workers: int
     function_cpu_seconds: float
@@ -685,6 +712,13 @@ def load(
         values["database_url"] = f"sqlite:///{Path(data_dir) / 'actorbase.db'}"
     if values["storage_url"] is None:
         values["storage_url"] = f"file://{Path(data_dir) / 'storage'}"
+    if values["node_id"] is None:
+        values["node_id"] = env.get("DYNO") or socket.gethostname()
+    if values["node_timeout"] < 2 * values["node_heartbeat"]:
+        raise ConfigError(
+            f"NODE_TIMEOUT: must be at least twice NODE_HEARTBEAT "
+            f"({values['node_heartbeat']}), got {values['node_timeout']}"
+        )
     if values["log_level"] not in {"debug", "info", "warning", "error"}:
         raise ConfigError(
             f"LOG_LEVEL: must be debug, info, warning or error, got {raw['log_level']!r}"

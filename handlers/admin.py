@@ -3,16 +3,24 @@
 Stats come from counters kept as work happens (store.stats) plus two cheap counted
 reads (users; storage totals over ab_files' metadata); the schema from the counters
 the transactor keeps in ab_schema_stats (store.schema_stats). Neither scans entity rows.
+Queries, mutations and subscriptions are the answering node's (`node`); users are the
+database's. On PostgreSQL `activeToday` also counts the users whose session was opened
+or refreshed today (on any process), and `nodes` lists every live node's own figures,
+as each last sent them with its heartbeat (actorbase.cluster).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from actorbase.cluster import node_figures
 from actorbase.errors import PermissionDenied
 from handlers.base import ApiHandler
 from handlers.openapi import ADMIN, INTEGER, NUMBER, STRING, array, obj, operation
 from store import files, schema_stats
 from store.base import Txn
-from store.stats import user_count
+from store.presence_tables import live_nodes
+from store.stats import sessions_since, user_count, utc_midnight_ms
 
 """An app that declares no attribute types: the schema is inferred from data alone."""
 
@@ -44,6 +52,8 @@ class StatsHandler(AdminHandler):
                         ("totalFiles", "totalBytes"), totalFiles=INTEGER, totalBytes=INTEGER
                     ),
                     users=obj(("total", "activeToday"), total=INTEGER, activeToday=INTEGER),
+                    node=STRING,
+                    nodes=array(obj(("node",), node=STRING)),
                 )
             },
             auth=ADMIN,
@@ -54,11 +64,26 @@ class StatsHandler(AdminHandler):
         self.require_admin()
         ctx = self.ctx
 
-        def read(txn: Txn) -> tuple[int, tuple[int, int]]:
-            return user_count(txn), files.totals(txn)
+        cluster = ctx.presence is not None
+        timeout_ms = int(ctx.settings.node_timeout * 1000)
+        midnight = utc_midnight_ms()
 
-        users, (file_count, file_bytes) = await ctx.reads.read(read)
+        def read(txn: Txn) -> tuple[int, tuple[int, int], set[str], list[dict[str, Any]]]:
+            # Across processes, users active today are those the sessions table knows
+            # of too; each node's figures come with its heartbeat.
+            if not cluster:
+                return user_count(txn), files.totals(txn), set(), []
+            return (
+                user_count(txn),
+                files.totals(txn),
+                sessions_since(txn, midnight),
+                live_nodes(txn, timeout_ms),
+            )
+
+        users, (file_count, file_bytes), active, nodes = await ctx.reads.read(read)
         dispatcher = ctx.dispatcher
+        if not cluster:
+            nodes = [{"node": ctx.node, **node_figures(ctx)}]
         self.send(
             {
                 "queries": ctx.stats.queries.snapshot(),
@@ -67,7 +92,10 @@ class StatsHandler(AdminHandler):
                     "active": dispatcher.subscriptions if dispatcher is not None else 0
                 },
                 "storage": {"totalFiles": file_count, "totalBytes": file_bytes},
-                "users": {"total": users, "activeToday": ctx.stats.active_today.count()},
+                "users": {"total": users, "activeToday": ctx.stats.active_today.count(active)},
+                # The figures above but users are this node's; each live node's follow.
+                "node": ctx.node,
+                "nodes": nodes,
             }
         )
 

@@ -1,5 +1,6 @@
-"""GET /api/admin/health: no auth, the seed's fields plus `database`, and `reason`
-when unhealthy.
+"""GET /api/admin/health: no auth, the seed's fields plus `database`, `node` (this
+process's name) and `nodes` (processes live on the database, 1 on SQLite), and
+`reason` when unhealthy.
 
 503 when the database does not answer or the writer is down (given up, see
 actors.writer): a load balancer then sends no more traffic. While stopping it says
@@ -25,6 +26,8 @@ _HEALTH = obj(
     reason=STRING,
     connections=obj(("websocket", "http"), websocket=INTEGER, http=INTEGER),
     protocolVersion=INTEGER,
+    node=STRING,
+    nodes=INTEGER,
 )
 
 
@@ -52,6 +55,9 @@ class HealthHandler(ApiHandler):
             "database": ctx.store.label,
             "connections": {"websocket": ctx.websockets, "http": ctx.http_inflight},
             "protocolVersion": actorbase.PROTOCOL_VERSION,
+            # Which process answered, and how many share the database (heartbeats).
+            "node": ctx.node,
+            "nodes": ctx.presence.live if ctx.presence is not None else 1,
         }
         if reason is not None:
             body["reason"] = reason

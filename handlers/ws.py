@@ -450,7 +450,9 @@ class WebSocket(tornado.websocket.WebSocketHandler):
                 raise PayloadTooLarge(f"data: presence data exceeds {limit} bytes")
             assert self.principal is not None
             permissions.check_room(self.principal, room)
-        await ask(self._conn, PresenceOp(op, room, data))
+        entered = await ask(self._conn, PresenceOp(op, room, data))
+        if entered is not None:
+            await entered  # rooms across processes: the database decides if one is full
 
     _handlers = {
         "subscribe": _subscribe,

@@ -154,6 +154,41 @@ _IDEMPOTENCY = [
 ]
 
 
+_PRESENCE = [
+    # Presence across processes (actors.cluster_rooms): each process's liveness, each
+    # room's peers, and the order of their changes (one sequence, taken while the
+    # room's row is locked, so a room's changes are numbered in commit order).
+    """CREATE TABLE ab_nodes (
+        node TEXT PRIMARY KEY,
+        started_at BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL,
+        figures TEXT NOT NULL DEFAULT '{}'
+    )""",
+    "CREATE SEQUENCE ab_presence_seq",
+    """CREATE TABLE ab_presence_rooms (
+        room TEXT PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )""",
+    """CREATE TABLE ab_presence (
+        room TEXT NOT NULL,
+        peer TEXT NOT NULL,
+        node TEXT NOT NULL,
+        user_id TEXT,
+        data TEXT NOT NULL,
+        joined BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (room, peer)
+    )""",
+    "CREATE INDEX ab_presence_node ON ab_presence (node)",
+    # Changes too large for a NOTIFY payload, read by reference; swept after a minute.
+    """CREATE TABLE ab_presence_log (
+        seq BIGINT PRIMARY KEY,
+        entry TEXT NOT NULL,
+        at BIGINT NOT NULL
+    )""",
+]
+
 SQLITE: list[tuple[int, list[str]]] = [
     (
         1,
@@ -195,6 +230,7 @@ SQLITE: list[tuple[int, list[str]]] = [
     (7, _RETENTION),
     (8, _keys("INTEGER")),
     (9, _IDEMPOTENCY),
+    (10, []),  # presence spans processes on PostgreSQL only; one SQLite process owns its rooms
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -238,4 +274,5 @@ POSTGRES: list[tuple[int, list[str]]] = [
     (7, _RETENTION),
     (8, _keys("BIGINT")),
     (9, _IDEMPOTENCY),
+    (10, _PRESENCE),
 ]

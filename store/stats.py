@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from store.base import Txn
@@ -86,9 +86,10 @@ class ActiveToday:
         if day == self._day:
             self._users |= user_ids
 
-    def count(self) -> int:
+    def count(self, others: Iterable[str] = ()) -> int:
+        """Users active today here, or in `others` (known to the database)."""
         self._roll()
-        return len(self._users)
+        return len(self._users.union(others))
 
     def _roll(self) -> None:
         day = utc_midnight_ms(self._clock())

@@ -30,7 +30,12 @@ def test_admin_token_only(server, admin, anon):
 
 def test_shape_is_the_seeds(admin):
     body = stats(admin)
-    assert set(body) == {"queries", "mutations", "subscriptions", "storage", "users"}
+    # The seed's fields, and the answering node with every live node's own figures.
+    assert set(body) == {"queries", "mutations", "subscriptions", "storage", "users"} | {
+        "node",
+        "nodes",
+    }
+    assert body["node"] in {n["node"] for n in body["nodes"]}
     for kind in ("queries", "mutations"):
         assert set(body[kind]) == {"total", "perSecond", "avgLatencyMs"}
         assert isinstance(body[kind]["total"], int)
