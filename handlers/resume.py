@@ -47,6 +47,6 @@ async def check_since(ctx: Context, since: int) -> None:
     assert ctx.dispatcher is not None
     if since <= ctx.dispatcher.last_tx:
         return
-    current = await ctx.reads.read_one(lambda txn: txn.last_tx())
+    current = await ctx.reads.read(lambda txn: txn.last_tx())
     if since > current:
         raise InvalidArgument(f"since: {since} is past the current tx {current}")
