@@ -28,15 +28,13 @@ import psycopg
 import ujson
 
 from store import presence_tables as tables
+from store.pglisten import Conn, Listener
 from store.presence_tables import Entry, Op
 
 logger = logging.getLogger(__name__)
 
 RECONNECT_DELAY = 0.5
 """Seconds between attempts to get a lost connection back."""
-
-POLL = 0.5
-"""Seconds between looks at the stop flag while the feed hears nothing."""
 
 SWEEP_EVERY = 60.0
 """Seconds between sweeps of the reference log and empty rooms."""
@@ -225,60 +223,32 @@ class PresenceFeed:
         on_entries: Callable[[list[Entry]], None],
         on_reconnect: Callable[[], None],
     ) -> None:
-        self._url = url
         self._on_entries = on_entries
-        self._on_reconnect = on_reconnect
-        self._conn: psycopg.Connection[Any] | None = None
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="presence-feed", daemon=True)
+        self._listener = Listener(
+            url, tables.CHANNEL, APPLICATION_NAME, self._notified, lambda _: on_reconnect()
+        )
 
     def start(self) -> None:
         """Listen, then start the thread. Blocks: call it off the loop."""
-        self._conn = self._listen()
-        self._thread.start()
+        self._listener.connect()
+        self._listener.start()
 
     def stop(self) -> None:
-        """Stop handing on and close the connection. Blocks up to POLL seconds."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        if self._conn is not None:
-            self._conn.close()
+        """Stop handing on and close the connection. Blocks up to pglisten.POLL seconds."""
+        self._listener.stop()
 
-    def _listen(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self._url, autocommit=True, application_name=APPLICATION_NAME)
-        conn.execute(f"LISTEN {tables.CHANNEL}")
-        return conn
+    def _notified(self, conn: Conn, payloads: list[str]) -> None:
+        for payload in payloads:
+            self._on_entries(self._entries(conn, payload))
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = self._listen()
-                    self._on_reconnect()  # what changed while it was down
-                # The generator holds the connection's lock: read after leaving it.
-                payloads = [n.payload for n in self._conn.notifies(timeout=POLL, stop_after=1)]
-                for payload in payloads:
-                    self._on_entries(self._entries(payload))
-            except psycopg.Error as exc:
-                logger.warning("presence feed lost its connection (%s); reconnecting", exc)
-                if self._conn is not None:
-                    self._conn.close()
-                self._conn = None
-                self._stopping.wait(RECONNECT_DELAY)
-            except Exception:
-                logger.exception("presence feed failed")
-                time.sleep(RECONNECT_DELAY)
-
-    def _entries(self, payload: str) -> list[Entry]:
+    def _entries(self, conn: Conn, payload: str) -> list[Entry]:
         """The payload's entries, those sent by reference read from the log (one swept
         meanwhile asks for its room to be read afresh)."""
         entries: list[Entry] = ujson.loads(payload)
         refs = [e[0] for e in entries if e[2] == "ref"]
         if not refs:
             return entries
-        assert self._conn is not None
-        found = tables.logged(self._conn, refs)
+        found = tables.logged(conn, refs)
         return [
             (found.get(e[0]) or [e[0], e[1], "resync"]) if e[2] == "ref" else e for e in entries
         ]

@@ -26,16 +26,13 @@ directly (`actors.transactor.AddListener`).
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
-from typing import Any
 
-import psycopg
 import ujson
 
 from store import txlog
 from store.mutations import Change
+from store.pglisten import Conn, Listener
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +42,8 @@ CHANNEL = "ab_tx"
 APPLICATION_NAME = "actorbase-txfeed"
 """How the feed's connection shows in pg_stat_activity."""
 
-RECONNECT_DELAY = 0.5
-"""Seconds between attempts to get the LISTEN connection back."""
-
 PAGE = 1000
 """Most tx ids read in one query."""
-
-POLL = 0.5
-"""Seconds between looks at the stop flag while no notification comes."""
 
 OnTx = Callable[[int, list[Change]], None]
 """Called on the feed's thread with each tx id and its changes, in tx order."""
@@ -72,71 +63,44 @@ class TxFeed:
     """A thread that turns the database's commit notifications into change sets."""
 
     def __init__(self, url: str, on_tx: OnTx, wanted: Callable[[], bool], on_gap: OnGap) -> None:
-        self._url = url
         self._on_tx = on_tx
         self._on_gap = on_gap
         self._wanted = wanted
-        self._conn: psycopg.Connection[Any] | None = None
         self._cursor = 0
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="txfeed", daemon=True)
+        self._listener = Listener(
+            url,
+            CHANNEL,
+            APPLICATION_NAME,
+            self._notified,
+            lambda conn: self._catch_up(conn, _last_tx(conn)),  # what came while it was down
+        )
 
     def start(self) -> int:
         """Listen, then start the thread; the last tx committed when listening began
         (everything after it will be handed on). Blocks: call it off the loop."""
-        self._conn = self._listen()
-        self._cursor = _last_tx(self._conn)
-        self._thread.start()
+        self._cursor = _last_tx(self._listener.connect())
+        self._listener.start()
         return self._cursor
 
     def stop(self) -> None:
-        """Stop handing on and close the connection. Blocks up to POLL seconds."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        if self._conn is not None:
-            self._conn.close()
+        """Stop handing on and close the connection. Blocks up to pglisten.POLL seconds."""
+        self._listener.stop()
 
-    def _listen(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self._url, autocommit=True, application_name=APPLICATION_NAME)
-        conn.execute(f"LISTEN {CHANNEL}")
-        return conn
+    def _notified(self, conn: Conn, payloads: list[str]) -> None:
+        notified = [int(p) for p in payloads if p.isdigit()]
+        if notified:
+            self._catch_up(conn, max(notified))
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = self._listen()
-                    self._catch_up(_last_tx(self._conn))  # what came while it was down
-                # The generator holds the connection's lock: read after leaving it.
-                notified = [
-                    int(n.payload)
-                    for n in self._conn.notifies(timeout=POLL, stop_after=1)
-                    if n.payload.isdigit()
-                ]
-                if notified:
-                    self._catch_up(max(notified))
-            except psycopg.Error as exc:
-                logger.warning("commit feed lost its connection (%s); reconnecting", exc)
-                if self._conn is not None:
-                    self._conn.close()
-                self._conn = None
-                self._stopping.wait(RECONNECT_DELAY)
-            except Exception:
-                logger.exception("commit feed failed")
-                time.sleep(RECONNECT_DELAY)
-
-    def _catch_up(self, upto: int) -> None:
+    def _catch_up(self, conn: Conn, upto: int) -> None:
         """Hand on every tx after the cursor up to `upto`, in order, PAGE at a time (a
         long outage must not be read in one piece); a gap if the log was pruned past
         the cursor."""
-        assert self._conn is not None
         if not self._wanted():
             self._cursor = max(self._cursor, upto)
             return
         while self._cursor < upto:
             end = min(upto, self._cursor + PAGE)
-            rows = self._conn.execute(_PAGE_SQL, (self._cursor, end)).fetchall()
+            rows = conn.execute(_PAGE_SQL, (self._cursor, end)).fetchall()
             floor = int(rows[0][0])
             if not txlog.covered(floor, self._cursor):
                 logger.warning(
@@ -157,6 +121,6 @@ class TxFeed:
                 self._cursor = tx
 
 
-def _last_tx(conn: psycopg.Connection[Any]) -> int:
+def _last_tx(conn: Conn) -> int:
     row = conn.execute("SELECT value FROM ab_counters WHERE name = 'tx'").fetchone()
     return int(row[0]) if row else 0
