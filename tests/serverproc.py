@@ -15,10 +15,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
 import requests
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 32
@@ -128,6 +130,29 @@ class ServerProcess:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             cursor = conn.execute(statement.replace("?", "%s"), params)
             return cursor.fetchall() if cursor.description else []
+
+
+@contextlib.contextmanager
+def nodes_on_one_database(
+    pg_base_url: str | None, path: Path, *envs: dict[str, Any]
+) -> Iterator[tuple[PostgresDatabase, list[ServerProcess]]]:
+    """(database, nodes): one started server per env (data dirs n0, n1, … under `path`)
+    on one fresh PostgreSQL database; afterwards each is stopped (resumed first, if a
+    test paused it) and the database dropped. Skips without TEST_DATABASE_URL."""
+    if not pg_base_url:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    db = PostgresDatabase(pg_base_url)
+    nodes = [ServerProcess(path / f"n{i}", db.url, **env) for i, env in enumerate(envs)]
+    try:
+        for node in nodes:
+            node.start()
+        yield db, nodes
+    finally:
+        for node in nodes:
+            if node.proc is not None:
+                node.proc.send_signal(signal.SIGCONT)
+                node.stop()
+        db.drop()
 
 
 class Api:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.serverproc import PostgresDatabase, ServerProcess
+from tests.serverproc import nodes_on_one_database
 
 
 @pytest.fixture
@@ -17,16 +17,5 @@ def two_servers_env() -> dict[str, str]:
 def two_servers(pg_base_url, tmp_path, two_servers_env):
     """(database, [node, node]), both started; skipped without TEST_DATABASE_URL. They
     share the signing key through the database, as every process on it does."""
-    if not pg_base_url:
-        pytest.skip("TEST_DATABASE_URL is not set")
-    db = PostgresDatabase(pg_base_url)
-    nodes = [ServerProcess(tmp_path / f"n{i}", db.url, **two_servers_env) for i in range(2)]
-    try:
-        for node in nodes:
-            node.start()
-        yield db, nodes
-    finally:
-        for node in nodes:
-            if node.proc is not None:
-                node.stop()
-        db.drop()
+    with nodes_on_one_database(pg_base_url, tmp_path, two_servers_env, two_servers_env) as pair:
+        yield pair

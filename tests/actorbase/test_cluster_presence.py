@@ -18,7 +18,12 @@ import pytest
 
 from store.presence_link import APPLICATION_NAME
 from store.presence_tables import CHANNEL
-from tests.serverproc import ADMIN_TOKEN, Api, PostgresDatabase, ServerProcess
+from tests.serverproc import (
+    ADMIN_TOKEN,
+    Api,
+    ServerProcess,
+    nodes_on_one_database,
+)
 from tests.wsclient import WsClient, apply_presence
 
 ENV = {
@@ -32,27 +37,12 @@ ENV = {
 _ids = itertools.count()
 
 
-def _start_nodes(pg_base_url: str | None, tmp_path, count: int, **env: str):
-    if not pg_base_url:
-        pytest.skip("TEST_DATABASE_URL is not set")
-    db = PostgresDatabase(pg_base_url)
-    nodes = [ServerProcess(tmp_path / f"n{i}", db.url, **{**ENV, **env}) for i in range(count)]
-    return db, nodes
-
-
 @pytest.fixture(scope="module")
 def cluster(pg_base_url, tmp_path_factory):
     """Three nodes on one database, for the tests that kill none."""
-    db, nodes = _start_nodes(pg_base_url, tmp_path_factory.mktemp("cluster"), 3)
-    try:
-        for node in nodes:
-            node.start()
-        yield db, nodes
-    finally:
-        for node in nodes:
-            if node.proc is not None:
-                node.stop()
-        db.drop()
+    path = tmp_path_factory.mktemp("cluster")
+    with nodes_on_one_database(pg_base_url, path, ENV, ENV, ENV) as three:
+        yield three
 
 
 @pytest.fixture
@@ -63,16 +53,9 @@ def pair_env() -> dict[str, str]:
 @pytest.fixture
 def pair(pg_base_url, tmp_path, pair_env):
     """Two nodes of their own: one gets killed."""
-    db, nodes = _start_nodes(pg_base_url, tmp_path, 2, **pair_env)
-    try:
-        for node in nodes:
-            node.start()
-        yield db, nodes
-    finally:
-        for node in nodes:
-            if node.proc is not None:
-                node.stop()
-        db.drop()
+    env = {**ENV, **pair_env}
+    with nodes_on_one_database(pg_base_url, tmp_path, env, env) as two:
+        yield two
 
 
 def _room() -> str:

@@ -18,7 +18,13 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.handlers.accounts import signin, signup
-from tests.serverproc import ADMIN_TOKEN, Api, PostgresDatabase, ServerProcess, error_of
+from tests.serverproc import (
+    ADMIN_TOKEN,
+    Api,
+    ServerProcess,
+    error_of,
+    nodes_on_one_database,
+)
 
 FAST_RELOAD = {"KEY_RELOAD_INTERVAL": "0.3"}
 
@@ -200,19 +206,11 @@ def test_rotation_fails_with_one_line_where_it_cannot_run(tmp_path: Path):
 def nodes(pg_base_url, tmp_path):
     """Two processes on one PostgreSQL database sharing a storage directory: `a`
     reloads its keys often, `b` only when it meets a key it does not know."""
-    if not pg_base_url:
-        pytest.skip("TEST_DATABASE_URL is not set")
-    db = PostgresDatabase(pg_base_url)
     storage = f"file://{tmp_path / 'shared-storage'}"
-    a = ServerProcess(tmp_path / "a", db.url, STORAGE_URL=storage, **FAST_RELOAD)
-    b = ServerProcess(tmp_path / "b", db.url, STORAGE_URL=storage, KEY_RELOAD_INTERVAL="3600")
-    try:
-        yield a.start(), b.start()
-    finally:
-        for node in (a, b):
-            if node.proc is not None:
-                node.stop()
-        db.drop()
+    a_env = {"STORAGE_URL": storage, **FAST_RELOAD}
+    b_env = {"STORAGE_URL": storage, "KEY_RELOAD_INTERVAL": "3600"}
+    with nodes_on_one_database(pg_base_url, tmp_path, a_env, b_env) as (_, nodes):
+        yield nodes[0], nodes[1]
 
 
 def test_a_token_signed_after_rotation_on_one_node_is_accepted_on_another(nodes):

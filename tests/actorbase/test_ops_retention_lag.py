@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
-from tests.serverproc import ADMIN_TOKEN, Api, PostgresDatabase, ServerProcess
+from tests.serverproc import (
+    ADMIN_TOKEN,
+    Api,
+    nodes_on_one_database,
+)
 from tests.wsclient import WsClient
 
 RETAINED = 5
@@ -22,21 +26,10 @@ RETAINED = 5
 def nodes(pg_base_url, tmp_path):
     """(writer, lagger): the writer prunes every 0.2 s; the lagger never sweeps (it is
     stopped mid-test, and must not be stopped holding the pruning lock)."""
-    if not pg_base_url:
-        pytest.skip("TEST_DATABASE_URL is not set")
-    db = PostgresDatabase(pg_base_url)
-    writer = ServerProcess(tmp_path / "w", db.url, TX_RETENTION=str(RETAINED), SWEEP_INTERVAL="0.2")
-    lagger = ServerProcess(tmp_path / "l", db.url, SWEEP_INTERVAL="3600")
-    try:
-        writer.start()
-        lagger.start()
-        yield writer, lagger
-    finally:
-        for node in (writer, lagger):
-            if node.proc is not None:
-                node.proc.send_signal(signal.SIGCONT)
-                node.stop()
-        db.drop()
+    writer_env = {"TX_RETENTION": str(RETAINED), "SWEEP_INTERVAL": "0.2"}
+    lagger_env = {"SWEEP_INTERVAL": "3600"}
+    with nodes_on_one_database(pg_base_url, tmp_path, writer_env, lagger_env) as (_, nodes):
+        yield nodes[0], nodes[1]
 
 
 def _mutate(api: Api, *ops: dict[str, Any]) -> int:
