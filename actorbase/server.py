@@ -44,7 +44,6 @@ from config.settings import ConfigError, Settings
 from handlers.bodylimit import largest_body
 from handlers.ratelimit import RateLimits
 from handlers.routes import make_app
-from store import idempotency
 from store.auth_service import AuthService
 from store.base import StoreUnavailable
 from store.factory import open_store
@@ -84,7 +83,6 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
         self._key_reloader: asyncio.Task[None] | None = None
-        self._key_sweeper: asyncio.Task[None] | None = None
         self.exit_code = 0
 
     async def run(self) -> None:
@@ -231,13 +229,6 @@ class Server:
         self._key_reloader = asyncio.ensure_future(
             every(s.key_reload_interval, keys.reload, "signing key reload")
         )
-        self._key_sweeper = asyncio.ensure_future(
-            every(
-                s.sweep_interval,
-                lambda: reads.call(lambda: idempotency.sweep(store, s.idempotency_window)),
-                "idempotency key sweep",
-            )
-        )
         self.ctx = Context(
             settings=s,
             store=store,
@@ -292,8 +283,6 @@ class Server:
             self._pruner.cancel()
         if self._key_reloader is not None:
             self._key_reloader.cancel()
-        if self._key_sweeper is not None:
-            self._key_sweeper.cancel()
         if ctx is None:
             return
         # From here responses say `Connection: close` and WebSocket mutations are refused.

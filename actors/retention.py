@@ -2,8 +2,9 @@
 
 Every SWEEP_INTERVAL, on the IOLoop but with all work on the read pool and the
 storage pool: the tx log is pruned to TX_RETENTION (store.txlog), ended sessions and
-their refresh tokens are deleted once no check needs them, and one page of stored
-blobs is checked for orphans (store.orphans). Each part works in bounded batches and
+their refresh tokens are deleted once no check needs them, idempotency keys past
+IDEMPOTENCY_WINDOW are forgotten (store.idempotency), and one page of stored blobs is
+checked for orphans (store.orphans). Each part works in bounded batches and
 every process may run it: on PostgreSQL the log is pruned by one process at a time
 (the floor row's lock) and the other deletes are idempotent.
 """
@@ -16,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from actors.hub import SESSION_OVERLAP_MS
 from config.settings import Settings
-from store import orphans, txlog
+from store import idempotency, orphans, txlog
 from store.accounts import Accounts
 from store.base import Store
 from store.readpool import ReadPool
@@ -46,6 +47,7 @@ class Retention:
         self._accounts = accounts
         self._blobs = blobs
         self._grace = settings.orphan_file_grace
+        self._idempotency_window = settings.idempotency_window
         # The hub reads sessions that ended since its previous check less an overlap;
         # reuse of a refresh token is told from an unknown one while its session lasts.
         checks = int(2 * settings.session_check_interval * 1000)
@@ -60,6 +62,12 @@ class Retention:
         parts: tuple[tuple[str, Callable[[], Awaitable[object]]], ...] = (
             ("pruning the tx log", lambda: self.prune_log(int(now * 1000))),
             ("pruning sessions", lambda: self.prune_sessions(int(now * 1000))),
+            (
+                "forgetting idempotency keys",
+                lambda: self._reads.call(
+                    lambda: idempotency.sweep(self._store, self._idempotency_window)
+                ),
+            ),
             ("sweeping orphaned files", lambda: self.sweep_orphans(now)),
         )
         for what, part in parts:
