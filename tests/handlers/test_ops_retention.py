@@ -267,15 +267,18 @@ def test_long_ended_sessions_are_pruned_and_live_ones_kept(server):
     day = 86_400_000
     old = "sess_old" + uuid.uuid4().hex[:8]
     # A session revoked 30 days ago (past REFRESH_IDLE_TTL), as an earlier sign-in left it.
+    # It is written live and revoked last, so the running sweep cannot prune it between the
+    # session row and its refresh token.
     server.sql(
         "INSERT INTO ab_sessions (id, user_id, device, ip, created_at, last_used_at, "
-        "expires_at, revoked_at) VALUES (?, ?, 'd', 'ip', ?, ?, ?, ?)",
-        (old, user_id, now - 40 * day, now - 31 * day, now + day, now - 30 * day),
+        "expires_at, revoked_at) VALUES (?, ?, 'd', 'ip', ?, ?, ?, NULL)",
+        (old, user_id, now - 40 * day, now - 31 * day, now + day),
     )
     server.sql(
         "INSERT INTO ab_refresh_tokens (token_hash, session_id, issued_at) VALUES (?, ?, ?)",
         ("h" + uuid.uuid4().hex, old, now - 31 * day),
     )
+    server.sql("UPDATE ab_sessions SET revoked_at = ? WHERE id = ?", (now - 30 * day, old))
     deadline = time.monotonic() + 20
     while server.sql("SELECT count(*) FROM ab_sessions WHERE id = ?", (old,))[0][0]:
         assert time.monotonic() < deadline, "long-ended session not pruned"
