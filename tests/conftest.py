@@ -17,6 +17,18 @@ from tests.serverproc import ADMIN_TOKEN, Api, PostgresDatabase, ServerProcess
 BACKENDS = ("sqlite", "postgres")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test shows the log of every server that died under it, which goes with
+    its temporary directory otherwise."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for server in ServerProcess.died():
+            title = f"server {server.url} exited {server.proc.returncode}"
+            report.sections.append((title, server.log()[-8000:]))
+
+
 @pytest.fixture(scope="session")
 def pg_base_url() -> str | None:
     return os.environ.get("TEST_DATABASE_URL")

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -54,6 +54,9 @@ class PostgresDatabase:
 class ServerProcess:
     """`actorbase serve` on a free port; `url` is its base, `stop` sends a signal."""
 
+    # Started and not stopped by a test: a failing test shows the log of any that died.
+    started: ClassVar[list[ServerProcess]] = []
+
     def __init__(self, data_dir: Path, database_url: str, **env: Any) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
@@ -87,6 +90,7 @@ class ServerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        ServerProcess.started.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -102,6 +106,8 @@ class ServerProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         """Signal the server and wait; returns its exit code."""
         assert self.proc is not None
+        with contextlib.suppress(ValueError):
+            ServerProcess.started.remove(self)
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -110,6 +116,11 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+    @classmethod
+    def died(cls) -> list[ServerProcess]:
+        """Servers that exited without a test stopping them."""
+        return [s for s in cls.started if s.proc is not None and s.proc.poll() is not None]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
