@@ -78,14 +78,6 @@ async def _scenario(cluster: Cluster, base: str) -> None:
         assert sorted(acked) == list(range(1, len(acked) + 1))
         await caught_up(clients, max(acked.values()))
 
-        print(
-            figures,
-            writer.retries,
-            writer.replayed,
-            len(writer.acked),
-            [c.live.resumes for c in clients],
-            [c.connections for c in clients],
-        )
         for f in figures:
             assert f.clients > 0 and (f.missed, f.duplicated) == (0, 0), f
         # Every client heard of every acknowledged write exactly once, each resume was
