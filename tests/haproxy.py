@@ -57,7 +57,7 @@ defaults
     timeout client-fin 5s
     timeout http-request 10s
     retries 3
-    option redispatch
+    option redispatch 1
 
 frontend actorbase
     bind 127.0.0.1:{port}
