@@ -72,14 +72,19 @@ backend nodes
 {lines}"""
 
 
+def require_haproxy() -> None:
+    """Skip without haproxy, unless in CI (.ci/run installs it)."""
+    if not os.path.exists(HAPROXY):
+        if os.environ.get("CI"):
+            raise RuntimeError("haproxy is not installed (.ci/run installs it)")
+        pytest.skip("haproxy is not installed")
+
+
 class HAProxy:
     """One HAProxy process on a free port; `url` is where clients connect."""
 
     def __init__(self, workdir: Path, servers: dict[str, int], **options: str | int) -> None:
-        if not os.path.exists(HAPROXY):
-            if os.environ.get("CI"):
-                raise RuntimeError("haproxy is not installed (.ci/run installs it)")
-            pytest.skip("haproxy is not installed")
+        require_haproxy()
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

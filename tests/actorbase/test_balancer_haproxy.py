@@ -9,7 +9,10 @@ retried with its Idempotency-Key and applied once."""
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
 import uuid
+from pathlib import Path
 
 from tests.failover import (
     Cluster,
@@ -24,6 +27,7 @@ from tests.failover import (
     until,
 )
 from tests.handlers.accounts import signup
+from tests.haproxy import HAPROXY, require_haproxy
 from tests.serverproc import Api, nodes_on_one_database
 
 ENV = {
@@ -33,9 +37,23 @@ ENV = {
     "WS_PING_INTERVAL": "5",
 }
 MEMBERS = 6
+DOC = Path(__file__).resolve().parents[2] / "docs" / "load-balancer.md"
+
+
+def test_the_documented_config_is_valid_haproxy(tmp_path):
+    require_haproxy()
+    blocks = re.findall(r"```haproxy\n(.*?)```", DOC.read_text(), re.S)
+    assert len(blocks) == 1
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(blocks[0])
+    check = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    for line in ("timeout tunnel", "option httpchk GET /api/admin/health", "balance roundrobin"):
+        assert line in blocks[0]
 
 
 def test_three_kills_behind_haproxy_miss_nothing_and_repeat_nothing(pg_base_url, tmp_path):
+    require_haproxy()
     with nodes_on_one_database(pg_base_url, tmp_path, ENV, ENV, ENV) as (_, nodes):
         cluster = Cluster(nodes, tmp_path, ENV)
         balancer = cluster.haproxy.start()
