@@ -88,7 +88,9 @@ def throughput(cluster: Cluster, base: str, token: str, seconds: int, tmp: Path)
             )
 
 
-async def node_loss(cluster: Cluster, base: str, token: str, members_n: int, kills: int) -> None:
+async def node_loss(
+    cluster: Cluster, base: str, token: str, members_n: int, kills: int, interval: float
+) -> None:
     ent = "b" + uuid.uuid4().hex[:10]
     room = f"room-{ent}"
     members = [WsMember(i, base, token, ent, room) for i in range(members_n)]
@@ -99,7 +101,7 @@ async def node_loss(cluster: Cluster, base: str, token: str, members_n: int, kil
         await asyncio.wait_for(ready.wait(), 30)
     sse = [SseMember(base, token, ent).start()]
     clients = [*members, *sse]
-    writer = Writer(base, token, ent, interval=0.05, most=900)
+    writer = Writer(base, token, ent, interval=interval, most=900)
     figures: list[KillFigures] = []
     try:
         await until(lambda: all(c.live.tx is not None for c in clients), 30, "q-inits")
@@ -140,6 +142,7 @@ async def node_loss(cluster: Cluster, base: str, token: str, members_n: int, kil
         f" resumes: {sum(len(c.live.resumes) for c in clients)}, of which q-init:"
         f" {sum(c.live.resumes.count('q-init') for c in clients)}"
     )
+    print(f"HAProxy: times each slot was marked down {cluster.haproxy.stat('chkdown')}")
 
 
 def main() -> None:
@@ -148,6 +151,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--members", type=int, default=12)
     parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--no-throughput", action="store_true", help="node loss only")
+    parser.add_argument("--interval", type=float, default=0.05, help="seconds between writes")
     parser.add_argument("--node-heartbeat", default="0.2")
     parser.add_argument("--node-timeout", default="2")
     args = parser.parse_args()
@@ -173,10 +178,13 @@ def main() -> None:
             cluster.haproxy.start()
             try:
                 token = signup(Api(cluster.haproxy.url)).access
-                throughput(cluster, cluster.haproxy.url, token, args.seconds, tmp)
+                if not args.no_throughput:
+                    throughput(cluster, cluster.haproxy.url, token, args.seconds, tmp)
                 started = time.monotonic()
                 asyncio.run(
-                    node_loss(cluster, cluster.haproxy.url, token, args.members, args.kills)
+                    node_loss(
+                        cluster, cluster.haproxy.url, token, args.members, args.kills, args.interval
+                    )
                 )
                 print(
                     f"# node-loss part: {time.monotonic() - started:.0f} s,"

@@ -379,8 +379,8 @@ class Cluster:
 def missed_and_duplicated(client: Client, acked: dict[int, int], upto: int) -> tuple[int, int]:
     """Writes acknowledged at a tx up to `upto` the client was never told of, and rows
     it was told of more than once."""
-    adds = client.live.adds
-    missed = sum(f"w{n:05d}" not in adds for n, tx in acked.items() if tx <= upto)
+    adds = dict(client.live.adds)  # copies, in one step: the writer and SSE threads go on
+    missed = sum(f"w{n:05d}" not in adds for n, tx in dict(acked).items() if tx <= upto)
     return missed, sum(count > 1 for count in adds.values())
 
 
@@ -441,7 +441,7 @@ async def kill_and_resume(
     await until(converged, within, "every member to see the live members only")
     presence = time.monotonic() - killed_at
     await asyncio.to_thread(cluster.replace, victim)
-    upto = max(writer.acked.values(), default=0)
+    upto = max(list(writer.acked.values()), default=0)
     await caught_up(clients, upto, within)
     counts = [missed_and_duplicated(c, writer.acked, upto) for c in clients]
     return KillFigures(

@@ -35,12 +35,15 @@ def config(
     rise: int = 2,
     stream_timeout: str = "60s",
     tunnel_timeout: str = "1h",
+    check_timeout: str = "2s",
 ) -> str:
     """An HAProxy config: `servers` maps a name to a port on 127.0.0.1.
 
     `stream_timeout` (client and server inactivity) must exceed SSE_HEARTBEAT, as an
     SSE stream is an ordinary response to HAProxy; `tunnel_timeout` must exceed
-    WS_PING_INTERVAL, as an upgraded WebSocket is a tunnel."""
+    WS_PING_INTERVAL, as an upgraded WebSocket is a tunnel. `check_timeout` apart from
+    `check_inter`: a dead node refuses at once, a busy one may answer a check slowly,
+    and `shutdown-sessions` would cut its sockets if a slow answer marked it down."""
     stats = f"    stats socket {stats_socket} mode 600 level admin\n" if stats_socket else ""
     # A node marked down (hung, or cut off) loses its sockets: their clients reconnect.
     on_down = "on-marked-down shutdown-sessions"
@@ -51,6 +54,7 @@ def config(
 defaults
     mode http
     timeout connect 2s
+    timeout check {check_timeout}
     timeout client {stream_timeout}
     timeout server {stream_timeout}
     timeout tunnel {tunnel_timeout}
@@ -123,19 +127,23 @@ class HAProxy:
                 out += chunk
         return out.decode()
 
+    def stat(self, field: str) -> dict[str, str]:
+        """One column of `show stat` for each server."""
+        rows = self.command("show stat").splitlines()
+        head = rows[0].lstrip("# ").split(",")
+        out = {}
+        for row in rows[1:]:
+            fields = dict(zip(head, row.split(","), strict=False))
+            if fields.get("pxname") == "nodes" and fields.get("svname") in self.servers:
+                out[fields["svname"]] = fields[field]
+        return out
+
     def status(self) -> dict[str, str]:
         """Each server's check status as HAProxy sees it: UP, DOWN, ..."""
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"haproxy exited {self.proc.returncode}:\n{self.log()}")
         with contextlib.suppress(OSError):
-            rows = self.command("show stat").splitlines()
-            head = rows[0].lstrip("# ").split(",")
-            out = {}
-            for row in rows[1:]:
-                fields = dict(zip(head, row.split(","), strict=False))
-                if fields.get("pxname") == "nodes" and fields.get("svname") in self.servers:
-                    out[fields["svname"]] = fields["status"].split(" ")[0]
-            return out
+            return {name: s.split(" ")[0] for name, s in self.stat("status").items()}
         return {}
 
     def wait(self, done, timeout: float = 15) -> None:

@@ -14,6 +14,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.failover import (
     Cluster,
     SseMember,
@@ -52,6 +54,7 @@ def test_the_documented_config_is_valid_haproxy(tmp_path):
         assert line in blocks[0]
 
 
+@pytest.mark.timeout(300)  # about 20 s alone; several times that on a busy box
 def test_three_kills_behind_haproxy_miss_nothing_and_repeat_nothing(pg_base_url, tmp_path):
     require_haproxy()
     with nodes_on_one_database(pg_base_url, tmp_path, ENV, ENV, ENV) as (_, nodes):
