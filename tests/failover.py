@@ -376,6 +376,17 @@ class Cluster:
         self.haproxy.wait_status(slot, "UP")
 
 
+def rest_peers(base: str, member: WsMember) -> set[str]:
+    """The room's peers as `GET /api/presence/{room}` lists them."""
+    r = requests.get(
+        f"{base}/api/presence/{member.room}",
+        headers={"Authorization": f"Bearer {member.token}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    return {p["id"] for p in r.json()["peers"]}
+
+
 def missed_and_duplicated(client: Client, acked: dict[int, int], upto: int) -> tuple[int, int]:
     """Writes acknowledged at a tx up to `upto` the client was never told of, and rows
     it was told of more than once."""
@@ -440,6 +451,9 @@ async def kill_and_resume(
 
     await until(converged, within, "every member to see the live members only")
     presence = time.monotonic() - killed_at
+    for _ in cluster.slots:  # round robin: each live node answers one
+        peers = await asyncio.to_thread(rest_peers, cluster.haproxy.url, members[0])
+        assert peers == {m.conn_id for m in members}, (peers, dead_ids)
     await asyncio.to_thread(cluster.replace, victim)
     upto = max(list(writer.acked.values()), default=0)
     await caught_up(clients, upto, within)
