@@ -35,16 +35,13 @@ from bench.rest import GET_LUA, wrk
 from tests.failover import (
     Cluster,
     KillFigures,
-    SseMember,
-    Writer,
-    WsMember,
     busiest,
     caught_up,
     kill_and_resume,
     missed_and_duplicated,
-    until,
 )
 from tests.handlers.accounts import signup
+from tests.resuming_clients import SseMember, Writer, WsMember, until
 from tests.serverproc import Api, nodes_on_one_database
 
 

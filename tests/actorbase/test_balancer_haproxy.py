@@ -16,20 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.failover import (
-    Cluster,
-    SseMember,
-    Writer,
-    WsMember,
-    busiest,
-    caught_up,
-    kill_and_resume,
-    live_query,
-    missed_and_duplicated,
-    until,
-)
+from tests.failover import Cluster, busiest, caught_up, kill_and_resume, missed_and_duplicated
 from tests.handlers.accounts import signup
 from tests.haproxy import HAPROXY, require_haproxy
+from tests.resuming_clients import SseMember, Writer, WsMember, live_query, until
 from tests.serverproc import Api, nodes_on_one_database
 
 ENV = {
