@@ -37,7 +37,7 @@ FLAGS = (
     "--disable-sync",
     "--disable-dev-shm-usage",
 )
-BLANK = b"<!doctype html><meta charset=utf-8><title>blank</title>"
+BLANK = b"<!doctype html><meta charset=utf-8><link rel=icon href=data:,><title>blank</title>"
 T = TypeVar("T")
 
 # Installed before any page script: every frame the page's WebSockets receive, as

@@ -32,9 +32,9 @@ const debug = {
   client: ab,
   results: 0, // live results received
   txs: [], // live.tx at each result, in order
-  versions: {}, // row id -> the updatedAt values it was shown with, in order
+  versions: {}, // row id -> the server's updatedAt values it was shown with, in order
   duplicates: 0, // results that held one id twice
-  mutations: {}, // mutation id -> {rowId, op, state: pending|ok|error, tx, error}
+  mutations: [], // {id, rowId, op, state: pending|ok|error, tx, error}, in the order made
   states: [], // connection states, in order
   log: [], // {what: "shown"|"answered", id}: the order rows appeared and writes were answered
   rows: () => (live?.result?.todos ?? []).map((row) => ({ ...row })),
@@ -101,8 +101,9 @@ function onResult(result) {
   const ids = new Set();
   for (const row of rows) {
     ids.add(row.id);
+    // Only the server's versions: a row with a write in flight shows the client's guess.
     const seen = (debug.versions[row.id] ??= []);
-    if (row.updatedAt !== undefined && seen.at(-1) !== row.updatedAt) seen.push(row.updatedAt);
+    if (!inFlight.has(row.id) && seen.at(-1) !== row.updatedAt) seen.push(row.updatedAt);
   }
   if (ids.size !== rows.length) debug.duplicates += 1;
   paint();
@@ -110,8 +111,8 @@ function onResult(result) {
 
 function write(rowId, op, data) {
   const id = uuid();
-  const record = { rowId, op, state: "pending", tx: null, error: null };
-  debug.mutations[id] = record;
+  const record = { id, rowId, op, state: "pending", tx: null, error: null };
+  debug.mutations.push(record);
   inFlight.set(rowId, (inFlight.get(rowId) ?? 0) + 1);
   const done = () => {
     debug.log.push({ what: "answered", id: rowId });
