@@ -41,7 +41,8 @@ BLANK = b"<!doctype html><meta charset=utf-8><link rel=icon href=data:,><title>b
 T = TypeVar("T")
 
 # Installed before any page script: every frame the page's WebSockets receive, as
-# {type, id, tx, rows, bytes}, in window.__frames (the wire, whatever the client does).
+# {type, id, tx, rows, ids, bytes} (ids: the rows a diff touches), in window.__frames:
+# the wire, whatever the client does with it.
 FRAME_RECORDER = """
 (() => {
   const Native = window.WebSocket;
@@ -52,9 +53,10 @@ FRAME_RECORDER = """
       this.addEventListener("message", (event) => {
         try {
           const m = JSON.parse(event.data);
-          const rows = (m.added?.length ?? 0) + (m.updated?.length ?? 0) + (m.removed?.length ?? 0);
-          window.__frames.push({type: m.type, id: m.id ?? null, tx: m.tx ?? null, rows,
-                                bytes: event.data.length});
+          const ids = [...(m.added ?? []).map((r) => r.id), ...(m.updated ?? []).map((r) => r.id),
+                       ...(m.removed ?? [])];
+          window.__frames.push({type: m.type, id: m.id ?? null, tx: m.tx ?? null,
+                                rows: ids.length, ids, bytes: event.data.length});
         } catch (e) {}
       });
     }

@@ -32,8 +32,9 @@ const debug = {
   client: ab,
   results: 0, // live results received
   txs: [], // live.tx at each result, in order
-  versions: {}, // row id -> the server's updatedAt values it was shown with, in order
   duplicates: 0, // results that held one id twice
+  // The live query's id and the q-init / q-diff frames the client applied to it.
+  applied: () => live && { id: live.id, inits: live.inits, diffs: live.diffs },
   mutations: [], // {id, rowId, op, state: pending|ok|error, tx, error}, in the order made
   states: [], // connection states, in order
   log: [], // {what: "shown"|"answered", id}: the order rows appeared and writes were answered
@@ -99,12 +100,7 @@ function onResult(result) {
   debug.results += 1;
   debug.txs.push(live.tx);
   const ids = new Set();
-  for (const row of rows) {
-    ids.add(row.id);
-    // Only the server's versions: a row with a write in flight shows the client's guess.
-    const seen = (debug.versions[row.id] ??= []);
-    if (!inFlight.has(row.id) && seen.at(-1) !== row.updatedAt) seen.push(row.updatedAt);
-  }
+  for (const row of rows) ids.add(row.id);
   if (ids.size !== rows.length) debug.duplicates += 1;
   paint();
 }
