@@ -15,7 +15,7 @@ a reconnect after a server restart costs on the wire.
    link restored: the frames the page's WebSocket received from then on are counted
    (one `q-diff` when resumed from the last tx; a `q-init` would resend every row).
 
-    python -m bench.browser_diff [--runs 30] [--rows 1000] [--database-url …]
+    python -m bench.browser_diff [--runs 50] [--rows 1000] [--database-url …]
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def resume(host: PageHost, rows: int, database_url: str | None, tmp: Path) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--rows", type=int, default=1000, help="live rows (1,000: $limit's most)")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
@@ -138,6 +138,7 @@ def main() -> None:
                 times = case["times"]
                 print(
                     f"  {name}: 1,000-row diff p50 {statistics.median(times):.2f} ms,"
+                    f" p90 {statistics.quantiles(times, n=10)[-1]:.2f} ms,"
                     f" max {max(times):.2f} ms (result {case['rows']} rows,"
                     f" in order: {case['sorted']})"
                 )

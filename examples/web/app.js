@@ -92,7 +92,6 @@ function paint() {
   const shown = new Set([...$("todos").children].map((li) => li.dataset.id));
   for (const row of rows) if (!shown.has(row.id)) debug.log.push({ what: "shown", id: row.id });
   $("todos").replaceChildren(...rows.map(item));
-  showOutbox();
 }
 
 function onResult(result) {
@@ -187,4 +186,5 @@ ab.connection.onChange(showState);
 showState(ab.connection.state);
 ab.auth.onChange(showUser);
 showUser(ab.auth.user);
-setInterval(showOutbox, 250); // the client has no outbox event; a cheap poll keeps it shown
+ab.outbox.onChange(showOutbox);
+showOutbox();

@@ -69,6 +69,7 @@ class Tab:
         self.driver.find_element(By.ID, "signin").click()
         self.wait_for(lambda: self.driver.find_element(By.ID, "app").is_displayed(), "sign-in")
         self.wait_for(lambda: self.js("return __todo_debug.results") > 0, "first result")
+        assert not self.driver.find_element(By.ID, "auth").is_displayed()
 
     def add(self, title: str) -> None:
         self.js(
@@ -220,6 +221,33 @@ def assert_no_diff_lost_or_doubled(tab: Tab) -> None:
         assert row_txs == sorted(set(row_txs)), (row_id, row_txs)
     mutations = tab.debug("mutations")
     assert all(m["state"] == "ok" for m in mutations), mutations
+
+
+def test_sign_up_sign_out_and_another_user(make_server, backend, host, launch):
+    """The form signs up; signing out empties the page; the next user sees only theirs
+    (examples/todos.py's owner-only rules)."""
+    server = start_server(make_server, backend, host)
+    tab = launch(server)
+    first = f"web-{secrets.token_hex(4)}@example.com"
+    tab.driver.find_element(By.ID, "auth-email").send_keys(first)
+    tab.driver.find_element(By.ID, "auth-password").send_keys(PASSWORD)
+    tab.driver.find_element(By.ID, "signup").click()
+    tab.wait_for(lambda: tab.driver.find_element(By.ID, "email").text == first, "signed up")
+    tab.add("mine")
+    first_api = Api(server.url, signed_in_token(server, first))
+    settle(first_api, [tab])
+
+    tab.driver.find_element(By.ID, "signout").click()
+    tab.wait_for(lambda: tab.driver.find_element(By.ID, "auth").is_displayed(), "signed out")
+    assert tab.dom() == [] and not tab.driver.find_element(By.ID, "app").is_displayed()
+    for field in ("auth-email", "auth-password"):
+        tab.driver.find_element(By.ID, field).clear()
+    second, second_api = signed_up(server)
+    tab.sign_in(second)
+    tab.add("theirs")
+    rows = settle(second_api, [tab])
+    assert [r["title"] for r in rows] == ["theirs"]
+    assert [r["title"] for r in server_rows(first_api)] == ["mine"]
 
 
 def test_optimistic_rows_show_before_the_server_answers(make_server, backend, host, launch):
