@@ -370,9 +370,10 @@ def test_thirty_seconds_offline_with_writes_queued(make_server, backend, host, l
     ids = {title: a.row_id(title) for title in ("keep", "toggle me", "delete me", "b toggles")}
 
     went = time.monotonic()
+    seen_states = len(a.debug("states"))
     set_offline(a.driver, True)
     a.link.cut()  # DevTools' offline mode leaves open sockets alone; the link does not
-    a.wait_for(lambda: not a.online() and a.state() != "open", "a offline")
+    a.wait_for(lambda: not a.online() and a.state() == "offline", "a shows offline")
     a.add("offline 1")
     a.toggle(ids["toggle me"])
     a.delete(ids["delete me"])
@@ -384,6 +385,7 @@ def test_thirty_seconds_offline_with_writes_queued(make_server, backend, host, l
     assert "offline 1" in titles and "offline 2" in titles and "delete me" not in titles
     time.sleep(max(0.0, 30 - (time.monotonic() - went)))
     assert not a.online() and a.state() != "open" and a.outbox() >= 1
+    assert "open" not in a.debug("states")[seen_states:], "a stayed away the whole 30 s"
     assert "offline 1" not in [r["title"] for r in server_rows(api)], "nothing left a"
 
     a.link.restore()
