@@ -380,16 +380,23 @@ def test_thirty_seconds_offline_with_writes_queued(make_server, backend, host, l
     a.add("offline 2")
     b.add("from b meanwhile")
     b.toggle(ids["b toggles"])
-    a.wait_for(lambda: a.outbox() >= 1, "a's writes queued")
+    a.wait_for(lambda: a.outbox() == 4, "a's writes queued")
     titles = [r["title"] for r in a.dom()]
     assert "offline 1" in titles and "offline 2" in titles and "delete me" not in titles
     time.sleep(max(0.0, 30 - (time.monotonic() - went)))
-    assert not a.online() and a.state() != "open" and a.outbox() >= 1
+    assert not a.online() and a.state() != "open" and a.outbox() == 4
     assert "open" not in a.debug("states")[seen_states:], "a stayed away the whole 30 s"
     assert "offline 1" not in [r["title"] for r in server_rows(api)], "nothing left a"
 
-    a.link.restore()
+    # A reload before the server is back: the queue comes back from IndexedDB. (The
+    # page itself must load, so DevTools goes online; the API stays cut off.)
     set_offline(a.driver, False)
+    a.driver.refresh()
+    a.wait_for(lambda: a.js("return Boolean(window.__todo_debug)"), "reloaded")
+    a.wait_for(lambda: a.outbox() == 4, "the outbox restored from IndexedDB")
+    assert a.state() != "open"
+
+    a.link.restore()
     rows = settle(api, [a, b])
     assert sorted((r["title"], r["done"]) for r in rows) == [
         ("b toggles", True),
