@@ -9,8 +9,8 @@ a reconnect after a server restart costs on the wire.
    updated in the field the order reads, so all of them move) under `{priority: asc}`.
    Target (issue 16): ≤ 20 ms.
 2. examples/web/ signed in with a live result of --rows todos (1,000 by default, the
-   most one query holds: `$limit` ≤ 1,000, so the 10,000 rows of part 1 only exist
-   client-side, e.g. several live queries merged by an app); the page's link to the
+   most one query holds: `$limit` ≤ 1,000; part 1's 10,000 rows are made in the
+   page); the page's link to the
    server is cut, the server restarted on its port and data, one todo changed, the
    link restored: the frames the page's WebSocket received from then on are counted
    (one `q-diff` when resumed from the last tx; a `q-init` would resend every row).
