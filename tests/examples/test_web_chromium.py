@@ -25,7 +25,15 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from tests.serverproc import Api, ServerProcess
-from tests.webpage import ROOT, Link, PageHost, chrome, chromium_available, set_offline
+from tests.webpage import (
+    ROOT,
+    Link,
+    PageHost,
+    chrome,
+    chromium_available,
+    client_dir,
+    set_offline,
+)
 
 pytestmark = [
     pytest.mark.skipif(
@@ -131,6 +139,8 @@ class Tab:
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[PageHost]:
+    if not (client_dir() / "src" / "index.js").exists():
+        pytest.fail(f"no JS client at {client_dir()} (ACTORBASE_JS_CLIENT names another)")
     pages = PageHost()
     yield pages
     pages.close()
