@@ -73,8 +73,9 @@ Young collections stay short (tens of milliseconds at most, measured); at 5,000 
 class Server:
     """One actorbase server process. `run` blocks until a stop signal."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sockets: list[socket.socket] | None = None) -> None:
         self.settings = settings
+        self._sockets = sockets
         self.ctx: Context | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
         self._stopping = asyncio.Event()
@@ -89,22 +90,13 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        sockets = self._bind()
+        sockets = self._sockets or listen(self.settings)
         try:
             await self._start(sockets)
             await self._stopping.wait()
             logger.info("stopping")
         finally:
             await self._stop()
-
-    def _bind(self) -> list[socket.socket]:
-        s = self.settings
-        try:
-            return tornado.netutil.bind_sockets(s.port, s.host, reuse_port=False)
-        except OSError as exc:
-            raise SystemExit(
-                f"actorbase: cannot listen on {s.host}:{s.port}: {exc.strerror}"
-            ) from None
 
     async def _start(self, sockets: list[socket.socket]) -> None:
         s = self.settings
@@ -327,8 +319,19 @@ class Server:
         self._stopping.set()
 
 
-def serve(settings: Settings) -> int:
+def listen(settings: Settings) -> list[socket.socket]:
+    """Bind PORT on HOST now: fail fast, with one line, if it is taken."""
+    s = settings
+    try:
+        return tornado.netutil.bind_sockets(s.port, s.host, reuse_port=False)
+    except OSError as exc:
+        raise SystemExit(f"actorbase: cannot listen on {s.host}:{s.port}: {exc.strerror}") from None
+
+
+def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> int:
+    """Run one server process until stopped; on `sockets` if given (bound by the
+    supervisor of several, actorbase.supervisor), else on PORT."""
     logs.configure(settings.log_level, settings.log_format)
-    server = Server(settings)
+    server = Server(settings, sockets)
     asyncio.run(server.run())
     return server.exit_code
