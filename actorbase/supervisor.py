@@ -148,7 +148,8 @@ class Supervisor:
         fds = ",".join(map(str, self._fds))
         command = [sys.executable, "-m", "actorbase", *self.argv]
         command += ["--node-id", f"{self.settings.node_id}-{index}", "--listen-fds", fds]
-        self.children[index] = subprocess.Popen(command, pass_fds=self._fds)
+        # Our own interpreter and arguments: nothing here comes from a client.
+        self.children[index] = subprocess.Popen(command, pass_fds=self._fds)  # noqa: S603
 
     def _replace_exited(self) -> bool:
         """Replace every child that exited; False once that is a crash loop."""
