@@ -32,12 +32,12 @@ class Command:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from actorbase.supervisor import serve
 
-    return serve(settings, args.argv, args.listen_fds)
+    return serve(settings, args.argv, args.shared_port)
 
 
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     # Set by the supervisor of WEB_CONCURRENCY processes for the children it starts.
-    parser.add_argument("--listen-fds", help=argparse.SUPPRESS)
+    parser.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,21 +1,22 @@
 """`actorbase serve` with WEB_CONCURRENCY: N server processes on one port, supervised.
 
-The parent binds the listening sockets (failing fast if the port is taken), applies
-the migrations once, then starts each child as a fresh `python -m actorbase serve`
-that inherits the bound sockets (`--listen-fds`): every child accepts from the same
-kernel queue. Why not fork: a forked child inherits a copy of whatever threads and
-locks the parent had (the migration's connection pool, logging), and the server's
-actors, pools and LISTEN threads must start after the fork anyway; a fresh
-interpreter has none of that by construction. Why not SO_REUSEPORT: each process
-gets its own queue, so the connections queued on a child that dies (kill -9) are
-reset instead of being accepted by its siblings, and any process of the same user
-could bind the port too.
+The parent checks the port is free (failing fast with one line if not), applies the
+migrations once, then starts each child as a fresh `python -m actorbase serve
+--shared-port`, which binds PORT with SO_REUSEPORT once it is ready to accept.
+Why SO_REUSEPORT: the kernel spreads new connections evenly over the children's
+listening sockets. With one socket bound before the children start and shared by
+them, the child that wakes first accepts every connection waiting (Tornado accepts in
+a loop): 32 keep-alive connections opened at once all landed on one child (measured),
+so one core did all the work. The cost: connections still in a child's queue when
+it dies are reset (as they would be with one process), none in its siblings'.
+Why not fork: a forked child inherits a copy of whatever threads and locks the
+parent had (the migration's connection pool, logging); a fresh interpreter has none.
 
 A child that exits is replaced; more than RESTART_LIMIT replacements within
 RESTART_WINDOW seconds is a crash loop: the service stops with one line and exit
-status 1. SIGTERM or SIGINT: the parent closes its copy of the sockets and passes
-SIGTERM on; each child drains as a single process does (server.Server._stop), and the
-parent exits once every child has, 0 if they all stopped cleanly.
+status 1. SIGTERM or SIGINT: the parent passes SIGTERM on; each child drains as a
+single process does (server.Server._stop), and the parent exits once every child
+has, 0 if they all stopped cleanly.
 """
 
 from __future__ import annotations
@@ -59,16 +60,15 @@ def processes(settings: Settings) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def serve(settings: Settings, argv: list[str], listen_fds: str | None) -> int:
-    """Run this invocation of `actorbase serve`: a supervised child (`listen_fds`
-    given), one process, or the supervisor of several."""
+def serve(settings: Settings, argv: list[str], shared_port: bool) -> int:
+    """Run this invocation of `actorbase serve`: a supervised child (`shared_port`),
+    one process, or the supervisor of several."""
     from actorbase import server
 
     logs.configure(settings.log_level, settings.log_format)
-    if listen_fds is not None:
+    if shared_port:
         _die_with_parent()
-        fds = [int(fd) for fd in listen_fds.split(",")]
-        return server.serve(settings, [socket.socket(fileno=fd) for fd in fds])
+        return server.serve(settings, shared_port=True)
     count = processes(settings)
     asked = settings.web_concurrency
     if not settings.is_postgres and asked is not None and asked > 1:
@@ -79,7 +79,12 @@ def serve(settings: Settings, argv: list[str], listen_fds: str | None) -> int:
         )
     if count == 1:
         return server.serve(settings)
-    return Supervisor(settings, argv, count).run(server.listen(settings))
+    # Taken (by anything, SO_REUSEPORT or not): one line now, not a crash loop later.
+    sockets = server.listen(settings)
+    port = sockets[0].getsockname()[1]
+    for s in sockets:
+        s.close()
+    return Supervisor(settings, argv, count).run(port)
 
 
 def _die_with_parent() -> None:
@@ -105,11 +110,13 @@ class Supervisor:
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self._stop_signal: int | None = None
         self._restarts: collections.deque[float] = collections.deque()
-        self._fds: list[int] = []
+        self._port = settings.port
 
-    def run(self, sockets: list[socket.socket]) -> int:
+    def run(self, port: int) -> int:
+        """Supervise until stopped; the exit status. `port`: PORT as bound (PORT=0
+        picks one, which every child then shares)."""
         _migrate(self.settings)
-        self._fds = [s.fileno() for s in sockets]
+        self._port = port
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -120,7 +127,7 @@ class Supervisor:
             "supervising %d server processes on %s:%s",
             self.count,
             self.settings.host,
-            sockets[0].getsockname()[1],
+            port,
         )
         for index in range(1, self.count + 1):
             self._start(index)
@@ -136,8 +143,6 @@ class Supervisor:
             if self._stop_signal is None and not self._replace_exited():
                 code = 1
                 break
-        for s in sockets:
-            s.close()  # once the children close theirs too, connects are refused
         return max(code, self._stop_all())
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
@@ -145,11 +150,10 @@ class Supervisor:
             self._stop_signal = sig
 
     def _start(self, index: int) -> None:
-        fds = ",".join(map(str, self._fds))
-        command = [sys.executable, "-m", "actorbase", *self.argv]
-        command += ["--node-id", f"{self.settings.node_id}-{index}", "--listen-fds", fds]
+        command = [sys.executable, "-m", "actorbase", *self.argv, "--shared-port"]
+        command += ["--node-id", f"{self.settings.node_id}-{index}", "--port", str(self._port)]
         # Our own interpreter and arguments: nothing here comes from a client.
-        self.children[index] = subprocess.Popen(command, pass_fds=self._fds)  # noqa: S603
+        self.children[index] = subprocess.Popen(command)  # noqa: S603
 
     def _replace_exited(self) -> bool:
         """Replace every child that exited; False once that is a crash loop."""

@@ -34,11 +34,9 @@ def _children(pid: int) -> set[int]:
 
 
 def _alive(pid: int) -> bool:
-    """Running (a zombie has closed its sockets already)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    """Not yet reaped: a zombie group leader may still have threads, and sockets,
+    open; the supervisor reaps a child as soon as it is wholly gone."""
+    return Path(f"/proc/{pid}").exists()
 
 
 def _node(url: str) -> str:
