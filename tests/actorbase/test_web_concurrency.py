@@ -212,3 +212,40 @@ def test_a_bad_web_concurrency_is_refused_with_one_line(make_server):
     with pytest.raises(RuntimeError) as failed:
         server.start()
     assert "WEB_CONCURRENCY: must be between 1 and 256, got 0" in str(failed.value)
+
+
+def test_a_crash_loop_stops_the_service_with_one_line(make_server, pg_base_url, tmp_path):
+    if not pg_base_url:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    broken = tmp_path / "broken_app.py"
+    broken.write_text("raise RuntimeError('broken on purpose')\n")
+    server = make_server("postgres", start=False, WEB_CONCURRENCY=2, APP=str(broken))
+    with pytest.raises(RuntimeError) as failed:
+        server.start(timeout=120)
+    assert "server exited 1" in str(failed.value)
+    lines = [line for line in server.log().splitlines() if "a crash loop" in line]
+    assert len(lines) == 1 and "exited 6 times within 60 s" in lines[0], server.log()
+    assert _children(server.proc.pid) == set()
+
+
+def test_children_stop_when_the_supervisor_is_killed(pg_server):
+    server = pg_server()
+    children = _children(server.proc.pid)
+    assert len(children) == 2
+    server.proc.kill()
+    server.proc.wait()
+
+    def running(pid: int) -> bool:
+        # Orphans are reaped by whoever adopts them, perhaps never in a container.
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    for _ in range(300):
+        if not any(running(pid) for pid in children):
+            break
+        time.sleep(0.1)
+    assert not any(running(pid) for pid in children)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(server.url + "/api/admin/health", timeout=10)
