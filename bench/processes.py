@@ -59,7 +59,7 @@ def _server(tmp: Path, db: PostgresDatabase, processes: int, **env: str) -> Serv
         RATE_LIMIT="0",
         LOG_LEVEL="warning",
         **env,
-    ).start()
+    ).start(timeout=180)  # a busy shared box may take long to start two
     # Every child answering: health from fresh connections until as many nodes are seen.
     seen: set[str] = set()
     for _ in range(500):
