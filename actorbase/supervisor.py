@@ -84,7 +84,7 @@ def serve(settings: Settings, argv: list[str], shared_port: bool) -> int:
     port = sockets[0].getsockname()[1]
     for s in sockets:
         s.close()
-    return Supervisor(settings, argv, count).run(port)
+    return Supervisor(settings, argv, count, port).run()
 
 
 def _die_with_parent() -> None:
@@ -100,23 +100,22 @@ def _die_with_parent() -> None:
 
 
 class Supervisor:
-    """Starts `count` children on the bound sockets, replaces those that exit, and
-    stops them all on SIGTERM/SIGINT."""
+    """Starts `count` children on `port` (PORT as checked: PORT=0 picks one, which
+    every child then shares), replaces those that exit, and stops them all on
+    SIGTERM/SIGINT."""
 
-    def __init__(self, settings: Settings, argv: list[str], count: int) -> None:
+    def __init__(self, settings: Settings, argv: list[str], count: int, port: int) -> None:
         self.settings = settings
         self.argv = argv
         self.count = count
+        self.port = port
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self._stop_signal: int | None = None
         self._restarts: collections.deque[float] = collections.deque()
-        self._port = settings.port
 
-    def run(self, port: int) -> int:
-        """Supervise until stopped; the exit status. `port`: PORT as bound (PORT=0
-        picks one, which every child then shares)."""
+    def run(self) -> int:
+        """Supervise until stopped; the exit status."""
         _migrate(self.settings)
-        self._port = port
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -127,7 +126,7 @@ class Supervisor:
             "supervising %d server processes on %s:%s",
             self.count,
             self.settings.host,
-            port,
+            self.port,
         )
         for index in range(1, self.count + 1):
             self._start(index)
@@ -151,7 +150,7 @@ class Supervisor:
 
     def _start(self, index: int) -> None:
         command = [sys.executable, "-m", "actorbase", *self.argv, "--shared-port"]
-        command += ["--node-id", f"{self.settings.node_id}-{index}", "--port", str(self._port)]
+        command += ["--node-id", f"{self.settings.node_id}-{index}", "--port", str(self.port)]
         # Our own interpreter and arguments: nothing here comes from a client.
         self.children[index] = subprocess.Popen(command)  # noqa: S603
 
