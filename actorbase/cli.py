@@ -30,9 +30,14 @@ class Command:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from actorbase.server import serve
+    from actorbase.supervisor import serve
 
-    return serve(settings)
+    return serve(settings, args.argv, args.shared_port)
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    # Set by the supervisor of WEB_CONCURRENCY processes for the children it starts.
+    parser.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -79,7 +84,7 @@ _FILES = ("data_dir", "database_url", "storage_url")
 """Where an SQLite deployment keeps everything a backup holds."""
 
 COMMANDS: dict[str, Command] = {
-    "serve": Command("run the server", None, _serve),
+    "serve": Command("run the server", None, _serve, _serve_arguments),
     "migrate": Command(
         "apply database migrations", ("data_dir", "database_url"), _migrate, _migrate_arguments
     ),
@@ -124,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # a supervisor's children get it
     overrides = {f.name: getattr(args, f.name, None) for f in FIELDS}
     try:
         settings = load(overrides=overrides)

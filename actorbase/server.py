@@ -73,8 +73,9 @@ Young collections stay short (tens of milliseconds at most, measured); at 5,000 
 class Server:
     """One actorbase server process. `run` blocks until a stop signal."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, shared_port: bool = False) -> None:
         self.settings = settings
+        self._shared_port = shared_port
         self.ctx: Context | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
         self._stopping = asyncio.Event()
@@ -89,22 +90,15 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        sockets = self._bind()
+        # One of several on the port binds once ready: the kernel then sends it no
+        # connection it would keep waiting while starting.
+        sockets = [] if self._shared_port else listen(self.settings)
         try:
             await self._start(sockets)
             await self._stopping.wait()
             logger.info("stopping")
         finally:
             await self._stop()
-
-    def _bind(self) -> list[socket.socket]:
-        s = self.settings
-        try:
-            return tornado.netutil.bind_sockets(s.port, s.host, reuse_port=False)
-        except OSError as exc:
-            raise SystemExit(
-                f"actorbase: cannot listen on {s.host}:{s.port}: {exc.strerror}"
-            ) from None
 
     async def _start(self, sockets: list[socket.socket]) -> None:
         s = self.settings
@@ -257,6 +251,7 @@ class Server:
         # never be collected once garbage, and closed sockets leave reference cycles.
         gc.collect()
         gc.freeze()
+        sockets = sockets or listen(s, reuse_port=True)
         self._http.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
         if generated:
@@ -327,8 +322,20 @@ class Server:
         self._stopping.set()
 
 
-def serve(settings: Settings) -> int:
+def listen(settings: Settings, reuse_port: bool = False) -> list[socket.socket]:
+    """Bind PORT on HOST now: fail fast, with one line, if it is taken. `reuse_port`:
+    one of several processes sharing it (actorbase.supervisor)."""
+    s = settings
+    try:
+        return tornado.netutil.bind_sockets(s.port, s.host, reuse_port=reuse_port)
+    except OSError as exc:
+        raise SystemExit(f"actorbase: cannot listen on {s.host}:{s.port}: {exc.strerror}") from None
+
+
+def serve(settings: Settings, shared_port: bool = False) -> int:
+    """Run one server process until stopped; `shared_port`: one of several
+    (actorbase.supervisor) on PORT with SO_REUSEPORT."""
     logs.configure(settings.log_level, settings.log_format)
-    server = Server(settings)
+    server = Server(settings, shared_port)
     asyncio.run(server.run())
     return server.exit_code

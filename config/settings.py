@@ -531,12 +531,21 @@ FIELDS: tuple[Field, ...] = (
         "gets a turn (0: a turn every 64 sockets; lower is fairer, higher is faster)",
     ),
     Field(
+        "web_concurrency",
+        "WEB_CONCURRENCY",
+        _int_range(1, 256),
+        None,
+        "server processes sharing PORT, supervised by `actorbase serve` (Heroku's "
+        "convention); default: one per core on PostgreSQL; SQLite always runs one",
+    ),
+    Field(
         "node_id",
         "NODE_ID",
         _text,
         None,
         "this process's name among those sharing a PostgreSQL database, with `:<pid>` "
-        "appended; default: DYNO (Heroku's web.1) or the hostname",
+        "appended (and `-<n>` before it for the n-th of WEB_CONCURRENCY processes); "
+        "default: DYNO (Heroku's web.1) or the hostname",
     ),
     Field(
         "node_heartbeat",
@@ -656,6 +665,7 @@ class Settings:
     presence_max_peers: int
     presence_rate: float
     fanout_turn: float
+    web_concurrency: int | None
     node_id: str
     node_heartbeat: float
     node_timeout: float

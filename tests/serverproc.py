@@ -77,6 +77,9 @@ class ServerProcess:
             "UPLOAD_RATE_LIMIT": "100000",
             "BCRYPT_ROUNDS": "4",
             "LOG_LEVEL": "warning",
+            # One process per server unless a test asks for more (PostgreSQL's default
+            # is one per core: tests signal, pause and kill `proc` as the server).
+            "WEB_CONCURRENCY": "1",
             **{k: str(v) for k, v in env.items()},
         }
         self.proc: subprocess.Popen[bytes] | None = None
