@@ -1,5 +1,6 @@
 import { Backoff, timer } from "./backoff.js";
 import { ActorbaseError, isTransient } from "./errors.js";
+import { parseBody } from "./http.js";
 
 /** How long an acknowledged write stays laid over a live result that has not yet had a
  * diff at or past its tx (the write changed nothing the query shows, or the diff is
@@ -137,10 +138,18 @@ export class Mutations {
       if (sent) return answer;
       this.#inflight.delete(entry.id);
     }
-    return this.#http.request("POST", "/api/mutate", {
+    return this.#rest(entry);
+  }
+
+  async #rest(entry) {
+    const response = await this.#http.request("POST", "/api/mutate", {
       body: { ops: entry.ops },
       headers: { "Idempotency-Key": entry.id },
+      raw: true,
     });
+    const outcome = await parseBody(response);
+    if (response.headers.get("Idempotent-Replayed") === "true") outcome.replayed = true;
+    return outcome;
   }
 
   #answer(id, error, ok) {
