@@ -123,7 +123,7 @@ class Client {
     const entry = { live, stop: () => {} };
     this.#lives.set(id, entry);
     if (this.#transport === "sse") {
-      const feed = new SseFeed(this.#http, this.auth, live, this.connection);
+      const feed = new SseFeed(this.#http, live, this.connection);
       entry.stop = () => feed.close();
     } else {
       const subscribe = () =>

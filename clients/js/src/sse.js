@@ -8,7 +8,6 @@ import { ActorbaseError } from "./errors.js";
  * with `?since=<last tx>`: one q-diff when the tx log still holds the gap. */
 export class SseFeed {
   #http;
-  #auth;
   #live;
   #state;
   #abort = null;
@@ -17,9 +16,8 @@ export class SseFeed {
   #closed = false;
   #onOnline = () => this.#reconnectNow();
 
-  constructor(http, auth, live, state) {
+  constructor(http, live, state) {
     this.#http = http;
-    this.#auth = auth;
     this.#live = live;
     this.#state = state;
     globalThis.addEventListener?.("online", this.#onOnline);
@@ -58,8 +56,9 @@ export class SseFeed {
       });
       this.#state.set("open");
       this.#backoff.reset();
-      const code = await this.#read(response);
-      if (code === 4001) await this.#auth.refresh().catch(() => {});
+      // Ends when the server stops or the token expires (`event: close` 4001): the
+      // reconnect below takes a fresh token (Http renews it) and resumes from `tx`.
+      await this.#read(response);
     } catch (error) {
       if (this.#closed) return;
       if (error instanceof ActorbaseError && !isRetryable(error)) {
@@ -72,15 +71,14 @@ export class SseFeed {
     this.#retry = timer(() => this.#open(), this.#backoff.next());
   }
 
-  /** Reads frames until the stream ends; the `event: close` code, if one came. */
+  /** Applies frames until the stream ends. */
   async #read(response) {
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
-    let closeCode = null;
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) return closeCode;
+      if (done) return;
       buffer += decoder.decode(value, { stream: true });
       let end;
       while ((end = buffer.indexOf("\n\n")) >= 0) {
@@ -97,7 +95,6 @@ export class SseFeed {
         if (event === "q-init") this.#live.init(message.data, message.tx);
         else if (event === "q-diff") this.#live.diff(message);
         else if (event === "error") this.#live.fail(message.error ?? message);
-        else if (event === "close") closeCode = message.code;
       }
     }
   }
