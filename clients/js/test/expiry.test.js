@@ -5,6 +5,8 @@ import { BACKENDS, Server, gatedWebSocket, signedIn, sleep, until } from "./serv
 // The shortest token life the server allows: the test outlives the first token.
 const TTL = 30;
 
+// The backends wait out their tokens side by side.
+describe("token expiry", { concurrency: true }, () => {
 for (const backend of BACKENDS) {
   describe(`token expiry (${backend})`, () => {
     const server = new Server(backend, { ACCESS_TOKEN_TTL: String(TTL), SESSION_CHECK_INTERVAL: "1" });
@@ -34,3 +36,4 @@ for (const backend of BACKENDS) {
     });
   });
 }
+});
