@@ -33,3 +33,9 @@ export function isTransient(error) {
   if (!(error instanceof ActorbaseError)) return false;
   return error.status === 0 || error.status >= 500 || error.code === "RATE_LIMITED";
 }
+
+/** The server refused a resume position (`since` past its current tx: a database
+ * restored to an earlier point); the live query starts afresh. */
+export function isBadSince(error) {
+  return error?.code === "INVALID_ARGUMENT" && /^since\b/.test(error.message ?? "");
+}

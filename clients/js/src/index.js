@@ -1,6 +1,6 @@
 import { Auth } from "./auth.js";
 import { applyDiff } from "./diff.js";
-import { ActorbaseError } from "./errors.js";
+import { ActorbaseError, isBadSince } from "./errors.js";
 import { Http, encodePath } from "./http.js";
 import { LiveQuery } from "./live.js";
 import { Mutations, newId } from "./mutations.js";
@@ -37,6 +37,7 @@ class Client {
   #rooms = new Map();
   #transport;
   #counter = 0;
+  #flushSoon;
 
   constructor({
     url,
@@ -62,6 +63,9 @@ class Client {
         this.#http.request("POST", `/api/fn/${encodeURIComponent(name)}`, { body: args }),
     };
     const mutations = this.#mutations;
+    this.#flushSoon = () => mutations.flush();
+    this.auth.onChange((user) => user && mutations.flush());
+    globalThis.addEventListener?.("online", this.#flushSoon);
     this.outbox = {
       get pending() {
         return mutations.pending;
@@ -156,6 +160,7 @@ class Client {
   close() {
     for (const { live } of [...this.#lives.values()]) live.close();
     this.#mutations.close();
+    globalThis.removeEventListener?.("online", this.#flushSoon);
     this.#socket.close();
     this.auth.close();
     this.connection.set("closed");
@@ -172,8 +177,14 @@ class Client {
     s.on("presence-change", (m) => this.#rooms.get(m.room)?.change(m));
     s.on("error", (m) => {
       const error = m.error ?? m;
-      if (m.id && this.#lives.has(m.id)) {
-        this.#lives.get(m.id).live.fail(error);
+      const entry = m.id ? this.#lives.get(m.id) : undefined;
+      if (entry) {
+        if (isBadSince(error) && entry.live.tx !== null) {
+          entry.live.forgetPosition();
+          s.send({ type: "subscribe", id: m.id, query: entry.live.query });
+        } else {
+          entry.live.fail(error);
+        }
         return;
       }
       for (const room of this.#rooms.values()) if (room.fail(m.id, error)) return;

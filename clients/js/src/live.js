@@ -11,6 +11,7 @@ import { comparator } from "./order.js";
 export class LiveQuery {
   #emitter = new Emitter();
   #errors = new Emitter();
+  #closing = new Emitter();
   #base = null;
   #specs;
   #overlay;
@@ -61,9 +62,11 @@ export class LiveQuery {
       failed = e;
       wake?.();
     });
+    const offClose = this.#closing.on(() => wake?.());
     const done = () => {
       offResult();
       offError();
+      offClose();
       return { value: undefined, done: true };
     };
     return {
@@ -96,7 +99,7 @@ export class LiveQuery {
     if (this.closed) return;
     this.closed = true;
     this.#onClose(this);
-    this.#emitter.emit(this.result);
+    this.#closing.emit();
   }
 
   // -- fed by the transport ---------------------------------------------------------------
@@ -123,6 +126,12 @@ export class LiveQuery {
     if (message.tx !== undefined && (this.tx === null || message.tx > this.tx)) this.tx = message.tx;
     this.diffs += 1;
     this.refresh();
+  }
+
+  /** Forget the position (the server refused to resume from it, e.g. a database
+   * restored to an earlier tx): the next subscribe asks for a fresh q-init. */
+  forgetPosition() {
+    this.tx = null;
   }
 
   fail(error) {

@@ -162,7 +162,9 @@ export class LiveSocket {
         }
         return;
       case "auth-error":
-        // An expired or revoked token: the close follows; the next connect refreshes.
+        // An expired or revoked token: the close follows. Refresh now, so the next
+        // connect has a good token, or the session is found gone (signed out).
+        this.#auth.refresh().catch(() => {});
         return;
       default: {
         const handler = this.#handlers.get(message.type);

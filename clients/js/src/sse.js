@@ -1,5 +1,5 @@
 import { Backoff, timer } from "./backoff.js";
-import { ActorbaseError } from "./errors.js";
+import { ActorbaseError, isBadSince } from "./errors.js";
 
 
 /** A live query over Server-Sent Events (transport "sse"), read with fetch so the token
@@ -61,6 +61,11 @@ export class SseFeed {
       await this.#read(response);
     } catch (error) {
       if (this.#closed) return;
+      if (isBadSince(error) && this.#live.tx !== null) {
+        this.#live.forgetPosition(); // resume refused: start afresh at once
+        this.#open();
+        return;
+      }
       if (error instanceof ActorbaseError && !isRetryable(error)) {
         this.#live.fail(error);
         return;

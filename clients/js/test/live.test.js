@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { BACKENDS, Server, gatedWebSocket, signedIn, sleep, until } from "./server.js";
+import { memoryTokens } from "../src/index.js";
+import { ADMIN_TOKEN, BACKENDS, Server, client, gatedWebSocket, signedIn, until } from "./server.js";
 
 const ids = (rows) => rows.map((r) => r.id);
 
@@ -140,3 +143,31 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe("a resume position the server does not have (sqlite)", () => {
+  const server = new Server("sqlite");
+  before(() => server.start());
+  after(() => server.destroy());
+
+  test("a database started afresh: the live query falls back to a q-init", async () => {
+    // The admin token outlives the database (it comes from the environment).
+    const tokenStorage = memoryTokens();
+    tokenStorage.set({ accessToken: ADMIN_TOKEN, refreshToken: "-", user: { id: "admin" }, expiresAt: null });
+    for (const transport of ["ws", "sse"]) {
+      const ab = client(server, { tokenStorage, transport });
+      for (const id of ["o", "p"]) {
+        await server.admin("POST", "/api/mutate", { ops: [{ entity: "old", id, op: "set", data: {} }] });
+      }
+      const live = ab.live({ old: {} });
+      await until(() => live.result?.old.length >= 2 && live.tx > 1, 10_000, "q-init");
+      await server.stop();
+      rmSync(join(server.dataDir, "actorbase.db"), { force: true });
+      for (const f of ["actorbase.db-wal", "actorbase.db-shm"]) rmSync(join(server.dataDir, f), { force: true });
+      await server.start();
+      await until(() => live.inits === 2, 20_000, "a fresh q-init");
+      assert.deepEqual(live.result.old, []);
+      assert.equal(live.error, null);
+      ab.close();
+    }
+  });
+});
