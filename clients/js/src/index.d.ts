@@ -198,7 +198,12 @@ export interface Client {
   readonly connection: Connection;
   readonly storage: StorageApi;
   readonly functions: { call<T = unknown>(name: string, args?: Record<string, unknown>): Promise<{ result: T; tx: number }> };
-  readonly outbox: { readonly pending: number; flush(): Promise<void> };
+  readonly outbox: {
+    readonly pending: number;
+    flush(): Promise<void>;
+    /** `fn(pending)` whenever the number of queued mutations changes. */
+    onChange(fn: (pending: number) => void): () => void;
+  };
   data<T extends Row = Row>(entity: string): DataApi<T>;
   query<R extends QueryResult = QueryResult>(query: Query): Promise<R & { tx: number; $cursors?: Record<string, string> }>;
   mutate(ops: MutationOp[], options?: { id?: string }): Promise<MutationResult>;

@@ -71,6 +71,7 @@ class Client {
         return mutations.pending;
       },
       flush: () => mutations.flush(),
+      onChange: (fn) => mutations.onChange(fn),
     };
   }
 

@@ -1,5 +1,6 @@
 import { Backoff, timer } from "./backoff.js";
 import { ActorbaseError, isTransient } from "./errors.js";
+import { Emitter } from "./emitter.js";
 import { parseBody } from "./http.js";
 
 /** How long an acknowledged write stays laid over a live result that has not yet had a
@@ -35,6 +36,7 @@ export class Mutations {
   #retry = null;
   #ready;
   #closed = false;
+  #changes = new Emitter();
 
   /** `refresh()` recomputes every live result (the pending set changed). */
   constructor(store, http, socket, refresh) {
@@ -51,6 +53,7 @@ export class Mutations {
     this.#ready = Promise.resolve(store.load()).then((entries) => {
       this.#queue = [...entries.map((e) => ({ ...e, tx: null })), ...this.#queue];
       if (entries.length) {
+        this.#changes.emit(this.#queue.length);
         this.#refresh();
         this.flush();
       }
@@ -59,6 +62,11 @@ export class Mutations {
 
   get pending() {
     return this.#queue.length;
+  }
+
+  /** `fn(pending)` whenever the number of queued mutations changes. */
+  onChange(fn) {
+    return this.#changes.on(fn);
   }
 
   /** Pending writes for the live overlay: queued (tx null) and acknowledged ones whose
@@ -78,6 +86,7 @@ export class Mutations {
     const done = new Promise((resolve, reject) => this.#waiters.set(entry.id, { resolve, reject }));
     await this.#store.put({ id: entry.id, ops, seq: entry.seq });
     this.#queue.push(entry);
+    this.#changes.emit(this.#queue.length);
     this.#refresh();
     this.flush();
     return done;
@@ -128,6 +137,7 @@ export class Mutations {
 
   async #settle(entry) {
     this.#queue = this.#queue.filter((e) => e !== entry);
+    this.#changes.emit(this.#queue.length);
     await this.#store.delete(entry.id);
   }
 

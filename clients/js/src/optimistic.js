@@ -15,17 +15,19 @@ export function applyOps(rows, ops, spec, cmp, userId) {
   for (const op of mine) {
     const current = changed.has(op.id) ? changed.get(op.id) : (index.get(op.id) ?? null);
     let next = null;
+    // System fields are the server's: a new row gets a createdAt (so it sorts where
+    // the server will put it, near enough) but no updatedAt until the server's version.
     if (op.op === "set") {
       next = {
         createdAt: current?.createdAt ?? now,
+        ...(current?.updatedAt !== undefined ? { updatedAt: current.updatedAt } : {}),
         userId: current?.userId ?? userId ?? null,
         ...op.data,
         id: op.id,
-        updatedAt: now,
       };
     } else if (op.op === "merge") {
       if (!current) continue;
-      next = { ...deepMerge(current, op.data ?? {}), updatedAt: now };
+      next = deepMerge(current, op.data ?? {});
     }
     changed.set(op.id, next && matches(spec.where, next) ? project(next, spec.fields) : null);
   }

@@ -110,12 +110,15 @@ for (const backend of BACKENDS) {
       const live = ab.live({ offline: {} });
       await until(() => ab.connection.state === "open" && live.result, 10_000, "open");
       await server.stop();
+      const counts = [];
+      ab.outbox.onChange((n) => counts.push(n));
       const writes = [1, 2, 3].map((n) =>
         ab.mutate([{ entity: "offline", id: `o${n}`, op: "set", data: { n } }]),
       );
       await until(() => ab.outbox.pending === 3, 5000, "queued");
       await server.start();
       const results = await Promise.all(writes);
+      assert.deepEqual(counts, [1, 2, 3, 2, 1, 0]);
       assert.ok(results[0].tx < results[1].tx && results[1].tx < results[2].tx);
       await until(() => live.tx >= results[2].tx, 20_000, "diffs after reconnect");
       assert.deepEqual(ids(live.result.offline), ["o1", "o2", "o3"]);

@@ -29,6 +29,7 @@ async function usage(): Promise<void> {
   const { result } = await ab.functions.call<string>("createTodo", { title: "m" });
   const pending: number = ab.outbox.pending;
   await ab.outbox.flush();
+  ab.outbox.onChange((n: number) => n + 1)();
   const rows: Row[] = applyDiff([], { added: [{ id: "a" }], removed: [], updated: [] }, { createdAt: "asc" });
   try {
     await ab.query({ todos: {} });
