@@ -69,6 +69,8 @@ export interface OutboxEntry {
   id: string;
   ops: MutationOp[];
   seq: number;
+  /** Who made it: it is sent only while they are signed in. */
+  userId: string | null;
 }
 export interface OutboxStore {
   load(): OutboxEntry[] | Promise<OutboxEntry[]>;

@@ -56,7 +56,17 @@ class Client {
     this.connection = new ConnectionState();
     this.#socket = new LiveSocket(this.url, WebSocket, this.auth, this.connection);
     this.#route();
-    this.#mutations = new Mutations(outbox, this.#http, this.#socket, () => this.#refreshAll());
+    this.#mutations = new Mutations(
+      outbox,
+      this.#http,
+      this.#socket,
+      () => this.#refreshAll(),
+      () => this.auth.user?.id ?? null,
+    );
+    // Another user (or none): what live queries hold is not theirs to resume from.
+    this.auth.onChange(() => {
+      for (const { live } of this.#lives.values()) live.forgetPosition();
+    });
     this.storage = new Storage(this.#http, this.auth);
     this.functions = {
       call: async (name, args = {}) =>

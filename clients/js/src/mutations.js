@@ -36,10 +36,13 @@ export class Mutations {
   #retry = null;
   #ready;
   #closed = false;
+  #userId;
   #changes = new Emitter();
 
-  /** `refresh()` recomputes every live result (the pending set changed). */
-  constructor(store, http, socket, refresh) {
+  /** `refresh()` recomputes every live result (the pending set changed); `userId()`
+   * is who is signed in: a write is sent only as the user who made it. */
+  constructor(store, http, socket, refresh, userId) {
+    this.#userId = userId;
     this.#store = store;
     this.#http = http;
     this.#socket = socket;
@@ -82,9 +85,10 @@ export class Mutations {
       throw new ActorbaseError({ code: "INVALID_ARGUMENT", message: "ops: must be an array", status: 400 });
     }
     await this.#ready;
-    const entry = { id: id ?? newId(), ops, seq: Date.now() * 1000 + (counter++ % 1000), tx: null };
+    const seq = Date.now() * 1000 + (counter++ % 1000);
+    const entry = { id: id ?? newId(), ops, seq, userId: this.#userId(), tx: null };
     const done = new Promise((resolve, reject) => this.#waiters.set(entry.id, { resolve, reject }));
-    await this.#store.put({ id: entry.id, ops, seq: entry.seq });
+    await this.#store.put({ id: entry.id, ops, seq, userId: entry.userId });
     this.#queue.push(entry);
     this.#changes.emit(this.#queue.length);
     this.#refresh();
@@ -105,8 +109,11 @@ export class Mutations {
 
   async #run() {
     await this.#ready;
-    while (this.#queue.length && !this.#closed) {
-      const entry = this.#queue[0];
+    for (;;) {
+      // Another user's writes wait for them to sign in again.
+      const user = this.#userId();
+      const entry = this.#queue.find((e) => !e.userId || e.userId === user);
+      if (!entry || this.#closed) return;
       let outcome;
       try {
         outcome = await this.#send(entry);

@@ -1,5 +1,6 @@
 /** Where queued mutations wait until the server has them: `{load(): entries in order,
- * put(entry), delete(id)}` (each may return a promise). An entry is `{id, ops, seq}`;
+ * put(entry), delete(id)}` (each may return a promise). An entry is `{id, ops, seq,
+ * userId}` (who made it: it is sent only while they are signed in);
  * `id` is the idempotency key every retry of it carries, so a write whose
  * acknowledgement was lost is not applied twice. */
 

@@ -2,6 +2,9 @@ import { Backoff, timer } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { ActorbaseError } from "./errors.js";
 
+/** No message (not even a ping) for this long: the connection is dead. */
+const SILENCE_MS = 75_000;
+
 /** The one WebSocket every live query, presence room and mutation shares. It opens on
  * first use, authenticates, and when it drops reconnects with backoff and jitter (at
  * once when the browser says it is back online); each new access token is sent as a
@@ -15,6 +18,7 @@ export class LiveSocket {
   #auth;
   #ws = null;
   #wanted = false;
+  #silence = null;
   #connecting = false;
   #authed = false;
   #backoff = new Backoff();
@@ -129,11 +133,14 @@ export class LiveSocket {
     this.#ws = ws;
     ws.onopen = async () => {
       if (this.#ws !== ws) return;
+      this.#watch();
       const fresh = (await this.#auth.accessToken()) ?? token;
       if (this.#ws === ws) this.#send({ type: "auth", token: fresh });
     };
     ws.onmessage = (event) => {
-      if (this.#ws === ws) this.#receive(event.data);
+      if (this.#ws !== ws) return;
+      this.#watch();
+      this.#receive(event.data);
     };
     ws.onclose = () => {
       if (this.#ws === ws) this.#lost();
@@ -193,7 +200,15 @@ export class LiveSocket {
     }
   }
 
+  /** The server pings every WS_PING_INTERVAL (30 s): a socket silent for much longer
+   * is a dead connection the OS has not noticed (a laptop's sleep, a NAT dropping it). */
+  #watch() {
+    clearTimeout(this.#silence);
+    this.#silence = timer(() => this.#drop(), SILENCE_MS);
+  }
+
   #detach() {
+    clearTimeout(this.#silence);
     if (this.#ws) {
       this.#ws.onopen = this.#ws.onmessage = this.#ws.onclose = null;
     }

@@ -127,5 +127,29 @@ for (const backend of BACKENDS) {
       live.close();
       ab.close();
     });
+    test("queued writes are sent only as the user who made them", async () => {
+      const b = await signedIn(server);
+      const bEmail = b.email;
+      b.close();
+      const ab = await signedIn(server);
+      const aId = ab.auth.user.id;
+      await server.stop();
+      const aWrite = ab.mutate([{ entity: "owned", id: "by-a", op: "set", data: {} }]);
+      await until(() => ab.outbox.pending === 1, 5000, "queued");
+      await ab.auth.signOut(); // offline: signed out here, the server is not told
+      await server.start();
+      await ab.auth.signIn({ email: bEmail, password: "correct horse battery" });
+      await ab.mutate([{ entity: "owned", id: "by-b", op: "set", data: {} }]);
+      assert.equal(ab.outbox.pending, 1, "A's write waits for A");
+      const asB = await ab.query({ owned: {} });
+      assert.deepEqual(ids(asB.owned), ["by-b"]);
+      await ab.auth.signIn({ email: ab.email, password: "correct horse battery" });
+      const { tx } = await aWrite;
+      assert.equal(typeof tx, "number");
+      const row = await ab.data("owned").get("by-a");
+      assert.equal(row.userId, aId);
+      assert.equal(ab.outbox.pending, 0);
+      ab.close();
+    });
   });
 }
