@@ -20,7 +20,7 @@ for (const backend of BACKENDS) {
       await sse.auth.signIn({ email: ab.email, password: "correct horse battery" });
       const live = ab.live({ ticks: {} });
       const feed = sse.live({ ticks: {} });
-      await until(() => live.result && feed.result, 10_000, "q-init");
+      await until(() => live.result && feed.result, 20_000, "q-init");
       const firstToken = await ab.auth.accessToken();
       await sleep((TTL + 3) * 1000);
       assert.notEqual(await ab.auth.accessToken(), firstToken, "renewed before expiry");

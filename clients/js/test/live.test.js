@@ -33,7 +33,7 @@ for (const backend of BACKENDS) {
         const live = reader.live({ things: { $order: order } });
         const seen = [];
         live.subscribe((r) => seen.push(ids(r.things)));
-        await until(() => live.result, 10_000, "q-init");
+        await until(() => live.result, 20_000, "q-init");
         const server1 = await writer.query({ things: { $order: order } });
         assert.deepEqual(ids(live.result.things), ids(server1.things));
         await writer.mutate([
@@ -43,7 +43,7 @@ for (const backend of BACKENDS) {
           { entity: "things", id: "b", op: "merge", data: { t: "q" } },
         ]);
         const expected = await writer.query({ things: { $order: order } });
-        await until(() => live.tx >= expected.tx, 10_000, "diff");
+        await until(() => live.tx >= expected.tx, 20_000, "diff");
         assert.deepEqual(live.result.things, expected.things);
         assert.equal(live.inits, 1);
         assert.ok(seen.length >= 2);
@@ -70,7 +70,7 @@ for (const backend of BACKENDS) {
         await until(async () => {
           const q = await ab.query({ lists: { todos: { $order: { title: "asc" } } } });
           return JSON.stringify(q.lists) === JSON.stringify(live.result.lists);
-        }, 10_000, "linked rows to match the server");
+        }, 20_000, "linked rows to match the server");
         assert.deepEqual(ids(live.result.lists[0].todos), ["t0", "t1"]);
         await it.return();
         live.close();
@@ -80,13 +80,13 @@ for (const backend of BACKENDS) {
       test("several entities in one live query", async () => {
         const ab = await signedIn(server, { transport });
         const live = ab.live({ alpha: {}, beta: { $where: { on: true } } });
-        await until(() => live.result, 10_000, "q-init");
+        await until(() => live.result, 20_000, "q-init");
         await ab.mutate([
           { entity: "alpha", id: "x", op: "set", data: {} },
           { entity: "beta", id: "y", op: "set", data: { on: true } },
           { entity: "beta", id: "z", op: "set", data: { on: false } },
         ]);
-        await until(() => live.result.alpha.length === 1 && live.result.beta.length === 1, 10_000, "diffs");
+        await until(() => live.result.alpha.length === 1 && live.result.beta.length === 1, 20_000, "diffs");
         assert.deepEqual(ids(live.result.beta), ["y"]);
         live.close();
         ab.close();
@@ -114,12 +114,12 @@ for (const backend of BACKENDS) {
       const live = reader.live({ items: { $order: { n: "asc" } } });
       const states = [];
       reader.connection.onChange((s) => states.push(s));
-      await until(() => live.result?.items.length === 20, 10_000, "q-init");
+      await until(() => live.result?.items.length === 20, 20_000, "q-init");
       assert.equal(live.inits, 1);
       const diffsBefore = live.diffs;
 
       await server.stop();
-      await until(() => reader.connection.state === "offline", 10_000, "offline");
+      await until(() => reader.connection.state === "offline", 20_000, "offline");
       gate.open = false; // the reader stays away while the server changes
       await server.start();
       await writer.mutate([
@@ -159,7 +159,7 @@ describe("a resume position the server does not have (sqlite)", () => {
         await server.admin("POST", "/api/mutate", { ops: [{ entity: "old", id, op: "set", data: {} }] });
       }
       const live = ab.live({ old: {} });
-      await until(() => live.result?.old.length >= 2 && live.tx > 1, 10_000, "q-init");
+      await until(() => live.result?.old.length >= 2 && live.tx > 1, 20_000, "q-init");
       await server.stop();
       rmSync(join(server.dataDir, "actorbase.db"), { force: true });
       for (const f of ["actorbase.db-wal", "actorbase.db-shm"]) rmSync(join(server.dataDir, f), { force: true });

@@ -17,7 +17,7 @@ for (const backend of BACKENDS) {
       assert.equal(typeof roomA.me, "string");
       assert.deepEqual(peersA.map((p) => p.id), [roomA.me]);
       await roomB.enter({ name: "B" });
-      await until(() => roomA.peers.length === 2, 10_000, "B seen by A");
+      await until(() => roomA.peers.length === 2, 20_000, "B seen by A");
       assert.deepEqual(
         roomA.peers.map((p) => p.data.name).sort(),
         ["A", "B"],
@@ -26,19 +26,19 @@ for (const backend of BACKENDS) {
       const changes = [];
       roomA.onChange((peers) => changes.push(peers));
       await roomB.update({ name: "B2", cursor: { x: 1 } });
-      await until(() => roomA.peers.some((p) => p.data.name === "B2"), 10_000, "update seen");
+      await until(() => roomA.peers.some((p) => p.data.name === "B2"), 20_000, "update seen");
       const listed = await fetch(`${server.url}/api/presence/doc-1`, {
         headers: { Authorization: `Bearer ${await a.auth.accessToken()}` },
       }).then((r) => r.json());
       assert.deepEqual(listed.peers.map((p) => p.id).sort(), [roomA.me, roomB.me].sort());
       await roomB.leave();
-      await until(() => roomA.peers.length === 1, 10_000, "leave seen");
+      await until(() => roomA.peers.length === 1, 20_000, "leave seen");
       assert.equal(roomA.peers[0].id, roomA.me);
       assert.ok(changes.length >= 2);
       // A reconnect re-enters with the last state under a new connection id.
       const before = roomA.me;
       a.reconnect();
-      await until(() => roomA.me && roomA.me !== before && roomA.peers.length === 1, 10_000, "re-entered");
+      await until(() => roomA.me && roomA.me !== before && roomA.peers.length === 1, 20_000, "re-entered");
       assert.equal(roomA.peers[0].data.name, "A");
       a.close();
       b.close();

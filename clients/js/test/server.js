@@ -78,7 +78,7 @@ export class Server {
       env,
       stdio: ["ignore", log, log],
     });
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + 60_000;
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`server exited:\n${this.log()}`);
       try {
@@ -163,7 +163,7 @@ export function sleep(ms) {
 }
 
 /** Wait until `predicate()` is true (polling), or fail after `ms`. */
-export async function until(predicate, ms = 10_000, what = "condition") {
+export async function until(predicate, ms = 20_000, what = "condition") {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (await predicate()) return;

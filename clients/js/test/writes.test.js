@@ -17,7 +17,7 @@ for (const backend of BACKENDS) {
     test("optimistic rows show before the answer; a refused mutation is rolled back", async () => {
       const ab = await signedIn(server);
       const live = ab.live({ notes: { $where: { open: true }, $order: { rank: "asc" } } });
-      await until(() => live.result && ab.connection.state === "open", 10_000, "q-init");
+      await until(() => live.result && ab.connection.state === "open", 20_000, "q-init");
       const shown = [];
       live.subscribe((r) => shown.push(ids(r.notes)));
       const write = ab.mutate([
@@ -33,7 +33,7 @@ for (const backend of BACKENDS) {
       assert.equal(live.result.notes.length, 2, "shown before the server answered");
       assert.deepEqual(ids(live.result.notes), ["n1", "n2"]);
       const { tx } = await write;
-      await until(() => live.tx >= tx, 10_000, "the diff");
+      await until(() => live.tx >= tx, 20_000, "the diff");
       assert.deepEqual(ids(live.result.notes), ["n1", "n2"]);
       assert.equal(live.result.notes[0].userId, ab.auth.user.id);
 
@@ -56,7 +56,7 @@ for (const backend of BACKENDS) {
     test("a lost acknowledgement is retried with the same key and lands once", async () => {
       const ab = await signedIn(server);
       const live = ab.live({ marks: {} });
-      await until(() => ab.connection.state === "open" && live.result, 10_000, "open");
+      await until(() => ab.connection.state === "open" && live.result, 20_000, "open");
       const write = ab.mutate([{ entity: "marks", id: "m1", op: "set", data: { v: 1 } }], { id: "lost-ack-1" });
       ab.reconnect(); // the socket drops with the mutate sent and its answer unread
       const { tx, replayed } = await write;
@@ -77,9 +77,9 @@ for (const backend of BACKENDS) {
       const path = join(dir, "outbox.json");
       const first = await signedIn(server, { outbox: fileOutbox(path) });
       const live = first.live({ steps: { $order: { n: "asc" } } });
-      await until(() => first.connection.state === "open" && live.result, 10_000, "open");
+      await until(() => first.connection.state === "open" && live.result, 20_000, "open");
       await server.stop();
-      await until(() => first.connection.state === "offline", 10_000, "offline");
+      await until(() => first.connection.state === "offline", 20_000, "offline");
       const writes = [];
       for (let n = 0; n < 5; n++) {
         writes.push(first.mutate([{ entity: "steps", id: `s${n}`, op: "set", data: { n } }]).catch((e) => e));
@@ -108,7 +108,7 @@ for (const backend of BACKENDS) {
     test("writes made offline by a running client are sent when the server is back", async () => {
       const ab = await signedIn(server);
       const live = ab.live({ offline: {} });
-      await until(() => ab.connection.state === "open" && live.result, 10_000, "open");
+      await until(() => ab.connection.state === "open" && live.result, 20_000, "open");
       await server.stop();
       const counts = [];
       ab.outbox.onChange((n) => counts.push(n));
