@@ -11,7 +11,6 @@ export class PresenceRoom {
   #emitter = new Emitter();
   #peers = new Map();
   #state = null;
-  #entered = null;
   #pending = new Map();
   #offOpen;
   #offClose;
@@ -24,11 +23,14 @@ export class PresenceRoom {
     this.#offOpen = socket.onOpen(() => {
       if (this.#state) this.#sendEnter();
     });
+    // A lost socket fails pending updates; an enter waits for the re-enter instead.
     this.#offClose = socket.onClose((error) => {
       this.#peers.clear();
       this.#emitter.emit(this.peers);
-      for (const p of this.#pending.values()) p.reject(error);
-      this.#pending.clear();
+      for (const [id, p] of this.#pending) {
+        this.#pending.delete(id);
+        if (p.peerUpdate) p.reject(error);
+      }
     });
   }
 
@@ -44,16 +46,18 @@ export class PresenceRoom {
     return this.#emitter.on(fn);
   }
 
-  /** Join with `state`; resolves with the peers once the room's snapshot arrives. */
+  /** Join with `state`; resolves with the peers once the room's snapshot arrives (after
+   * a reconnect, if the socket is down); rejects if the server refuses (a full room, a
+   * `$rooms` rule). */
   enter(state = {}) {
     this.#state = state;
-    this.#entered = new Promise((resolve, reject) => {
+    const entered = new Promise((resolve, reject) => {
       this.#resolveEnter = resolve;
       this.#rejectEnter = reject;
     });
     this.#socket.start();
     if (this.#socket.isOpen) this.#sendEnter();
-    return this.#entered;
+    return entered;
   }
 
   #resolveEnter = null;

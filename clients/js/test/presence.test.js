@@ -40,6 +40,8 @@ for (const backend of BACKENDS) {
       a.reconnect();
       await until(() => roomA.me && roomA.me !== before && roomA.peers.length === 1, 20_000, "re-entered");
       assert.equal(roomA.peers[0].data.name, "A");
+      const refused = await a.presence("no spaces allowed").enter({}).catch((e) => e);
+      assert.equal(refused.code, "INVALID_ARGUMENT");
       a.close();
       b.close();
     });
