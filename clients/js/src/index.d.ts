@@ -191,6 +191,8 @@ export interface PresenceRoom<S = Record<string, unknown>> {
   update(state: S): Promise<void>;
   leave(): Promise<void>;
   onChange(fn: (peers: Peer<S>[]) => void): () => void;
+  /** The room's peers now, over REST (GET /api/presence/{room}), without entering it. */
+  list(): Promise<Peer<S>[]>;
   close(): void;
 }
 

@@ -157,7 +157,13 @@ class Client {
   presence(room) {
     let r = this.#rooms.get(room);
     if (!r) {
-      r = new PresenceRoom(room, this.#socket, () => this.#rooms.delete(room));
+      const path = `/api/presence/${encodeURIComponent(room)}`;
+      r = new PresenceRoom(
+        room,
+        this.#socket,
+        () => this.#http.request("GET", path),
+        () => this.#rooms.delete(room),
+      );
       this.#rooms.set(room, r);
     }
     return r;

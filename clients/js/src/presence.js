@@ -15,9 +15,12 @@ export class PresenceRoom {
   #offOpen;
   #offClose;
   #onDone;
+  #fetchRoom;
 
-  constructor(room, socket, onDone) {
+  /** `fetchRoom()` reads the room over REST (GET /api/presence/{room}). */
+  constructor(room, socket, fetchRoom, onDone) {
     this.room = room;
+    this.#fetchRoom = fetchRoom;
     this.#socket = socket;
     this.#onDone = onDone;
     this.#offOpen = socket.onOpen(() => {
@@ -44,6 +47,11 @@ export class PresenceRoom {
 
   onChange(fn) {
     return this.#emitter.on(fn);
+  }
+
+  /** The room's peers now, over REST, without entering it (e.g. to show who is there). */
+  async list() {
+    return (await this.#fetchRoom()).peers;
   }
 
   /** Join with `state`; resolves with the peers once the room's snapshot arrives (after

@@ -27,10 +27,8 @@ for (const backend of BACKENDS) {
       roomA.onChange((peers) => changes.push(peers));
       await roomB.update({ name: "B2", cursor: { x: 1 } });
       await until(() => roomA.peers.some((p) => p.data.name === "B2"), 20_000, "update seen");
-      const listed = await fetch(`${server.url}/api/presence/doc-1`, {
-        headers: { Authorization: `Bearer ${await a.auth.accessToken()}` },
-      }).then((r) => r.json());
-      assert.deepEqual(listed.peers.map((p) => p.id).sort(), [roomA.me, roomB.me].sort());
+      const listed = await a.presence("doc-1").list();
+      assert.deepEqual(listed.map((p) => p.id).sort(), [roomA.me, roomB.me].sort());
       await roomB.leave();
       await until(() => roomA.peers.length === 1, 20_000, "leave seen");
       assert.equal(roomA.peers[0].id, roomA.me);

@@ -22,6 +22,7 @@ async function usage(): Promise<void> {
   const state: "connecting" | "open" | "offline" | "closed" = ab.connection.state;
   const room = ab.presence<{ name: string }>("doc-1");
   await room.enter({ name: "A" });
+  (await room.list()).map((p) => p.userId);
   room.peers.map((p) => p.data.name);
   const me: string | null = room.me;
   await ab.storage.upload("a.txt", "hi", { onProgress: ({ loaded, total }) => loaded / total });
