@@ -32,6 +32,7 @@ export class Mutations {
   #waiters = new Map();
   #inflight = new Map();
   #flushing = null;
+  #again = false;
   #backoff = new Backoff({ base: 500, max: 15_000 });
   #retry = null;
   #ready;
@@ -99,12 +100,22 @@ export class Mutations {
   /** Send everything queued; resolves when the queue is empty or the server is out of
    * reach (then a retry is scheduled). */
   flush() {
-    if (!this.#flushing) {
-      this.#flushing = this.#run().finally(() => {
-        this.#flushing = null;
-      });
-    }
+    this.#again = true;
+    this.#flushing ??= this.#loop();
     return this.#flushing;
+  }
+
+  /** Runs the queue until no flush was asked for meanwhile; clears `#flushing` in the
+   * same step as it decides to stop, so a flush asked for after that starts anew. */
+  async #loop() {
+    try {
+      while (this.#again) {
+        this.#again = false;
+        await this.#run();
+      }
+    } finally {
+      this.#flushing = null;
+    }
   }
 
   async #run() {
