@@ -1,6 +1,7 @@
 import { Backoff, timer } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { ActorbaseError } from "./errors.js";
+import { tokenSubject } from "./tokens.js";
 
 /** No message (not even a ping) for this long: the connection is dead. */
 const SILENCE_MS = 75_000;
@@ -19,6 +20,7 @@ export class LiveSocket {
   #ws = null;
   #wanted = false;
   #silence = null;
+  #userId = null;
   #connecting = false;
   #authed = false;
   #backoff = new Backoff();
@@ -39,7 +41,10 @@ export class LiveSocket {
     this.#state = state;
     this.connectionId = null;
     this.#offToken = auth.onToken((token) => {
-      if (this.#authed) this.#send({ type: "auth", token });
+      if (!this.#authed) return;
+      // A socket stays with its user: another user's token means a new socket.
+      if (tokenSubject(token) !== this.#userId) this.#drop();
+      else this.#send({ type: "auth", token });
     });
     this.#offUser = auth.onChange((user) => {
       if (user && this.#wanted && !this.#ws) this.reconnectNow();
@@ -163,6 +168,7 @@ export class LiveSocket {
         if (!this.#authed) {
           this.#authed = true;
           this.connectionId = message.connectionId ?? null;
+          this.#userId = message.userId ?? null;
           this.#backoff.reset();
           this.#state.set("open");
           this.#opens.emit(this.connectionId);

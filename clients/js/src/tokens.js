@@ -38,14 +38,24 @@ export function localStorageTokens(key = "actorbase.session") {
 /** When an access token expires, in local time: its lifetime (exp - iat) counted from
  * now, so a client clock that is off does not matter. */
 export function localExpiry(accessToken, now = Date.now()) {
-  try {
-    const part = accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    const payload = JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
-    if (typeof payload.exp === "number" && typeof payload.iat === "number") {
-      return now + (payload.exp - payload.iat) * 1000;
-    }
-  } catch {
-    // not a JWT (the admin token): it does not expire
+  const payload = claims(accessToken);
+  if (typeof payload?.exp === "number" && typeof payload?.iat === "number") {
+    return now + (payload.exp - payload.iat) * 1000;
   }
-  return null;
+  return null; // not a JWT (the admin token): it does not expire
+}
+
+/** The user an access token is for (`sub`), or null if it is no JWT. */
+export function tokenSubject(accessToken) {
+  const sub = claims(accessToken)?.sub;
+  return typeof sub === "string" ? sub : null;
+}
+
+function claims(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
+  } catch {
+    return null;
+  }
 }

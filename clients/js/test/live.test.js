@@ -171,3 +171,27 @@ describe("a resume position the server does not have (sqlite)", () => {
     }
   });
 });
+
+describe("another user signs in on a live client (sqlite)", () => {
+  const server = new Server("sqlite");
+  before(() => server.start());
+  after(() => server.destroy());
+
+  test("the socket is remade for them and the live query starts afresh", async () => {
+    const b = await signedIn(server);
+    await b.mutate([{ entity: "mine", id: "of-b", op: "set", data: {} }]);
+    const gate = gatedWebSocket();
+    const ab = await signedIn(server, { WebSocket: gate.WebSocket });
+    await ab.mutate([{ entity: "mine", id: "of-a", op: "set", data: {} }]);
+    const live = ab.live({ mine: {} });
+    await until(() => live.result?.mine.length === 1, 20_000, "A's rows");
+    assert.deepEqual(ids(live.result.mine), ["of-a"]);
+    await ab.auth.signIn({ email: b.email, password: "correct horse battery" });
+    await until(() => live.result.mine[0]?.id === "of-b", 20_000, "B's rows");
+    assert.deepEqual(ids(live.result.mine), ["of-b"]);
+    assert.equal(live.inits, 2);
+    assert.equal(gate.made, 2);
+    ab.close();
+    b.close();
+  });
+});
