@@ -95,11 +95,11 @@ function likeRegex(pattern, fold) {
       else if (c === "_") out += "[\\s\\S]";
       else {
         const literal = c === "\\" && i + 1 < pattern.length ? pattern[++i] : c;
-        out += literal.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+        // $ilike folds ASCII letters only, as the server does.
+        if (fold && /[A-Za-z]/.test(literal)) out += `[${literal.toLowerCase()}${literal.toUpperCase()}]`;
+        else out += literal.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
       }
     }
-    // $ilike folds ASCII letters only, as the server does.
-    if (fold) out = out.replace(/[A-Za-z]/g, (ch) => `[${ch.toLowerCase()}${ch.toUpperCase()}]`);
     regex = new RegExp(`^${out}$`, "u");
     if (likeCache.size > 256) likeCache.clear();
     likeCache.set(cacheKey, regex);
