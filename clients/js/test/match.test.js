@@ -1,8 +1,9 @@
-// The client's $where (used to place optimistic rows) against the server's answers for
-// the same rows and conditions.
+// The client's $where (used to place optimistic rows) and $order (used to keep live
+// results) against the server's answers for the same rows.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { matches } from "../src/match.js";
+import { comparator } from "../src/order.js";
 import { BACKENDS, Server, signedIn } from "./server.js";
 
 const VALUES = [null, true, false, 0, 1, 2.5, -3, "", "a", "B", "abc", "a%c", "ÅÉ", [1, 2], { k: 1 }];
@@ -33,12 +34,12 @@ const WHERES = [
 ];
 
 for (const backend of BACKENDS) {
-  describe(`client $where (${backend})`, () => {
+  describe(`client $where and $order (${backend})`, () => {
     const server = new Server(backend);
     before(() => server.start());
     after(() => server.destroy());
 
-    test("matches what the server returns", async () => {
+    test("match and sort as the server does", async () => {
       const ab = await signedIn(server);
       const ops = VALUES.map((v, i) => ({ entity: "vals", id: `v${i}`, op: "set", data: { v, o: { x: i % 3 } } }));
       ops.push({ entity: "vals", id: "missing", op: "set", data: { o: "not an object" } });
@@ -49,6 +50,11 @@ for (const backend of BACKENDS) {
         const expected = server.vals.map((r) => r.id).sort();
         const actual = rows.filter((r) => matches(where, r)).map((r) => r.id).sort();
         assert.deepEqual(actual, expected, JSON.stringify(where));
+      }
+      for (const order of [{ v: "asc" }, { v: "desc" }, { "o.x": "desc", v: "asc" }, { o: "asc" }]) {
+        const server = await ab.query({ vals: { $order: order, $limit: 1000 } });
+        const sorted = [...rows].sort(comparator(order));
+        assert.deepEqual(sorted.map((r) => r.id), server.vals.map((r) => r.id), JSON.stringify(order));
       }
       ab.close();
     });
