@@ -124,7 +124,7 @@ export class LiveSocket {
     }
     if (!this.#wanted || this.#ws) return;
     if (!token) {
-      this.#state.set("connecting"); // until someone signs in (auth onChange)
+      this.#state.set("closed"); // until someone signs in (auth onChange reconnects)
       return;
     }
     this.#state.set("connecting");
