@@ -203,7 +203,10 @@ export interface Client {
   readonly storage: StorageApi;
   readonly functions: { call<T = unknown>(name: string, args?: Record<string, unknown>): Promise<{ result: T; tx: number }> };
   readonly outbox: {
+    /** Queued mutations (those of a persisted outbox count once it has been read). */
     readonly pending: number;
+    /** Reads the outbox store if not yet done, then sends what is queued; resolves when
+     * the queue is empty or the server is out of reach (a retry is then scheduled). */
     flush(): Promise<void>;
     /** `fn(pending)` whenever the number of queued mutations changes. */
     onChange(fn: (pending: number) => void): () => void;

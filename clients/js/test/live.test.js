@@ -7,9 +7,11 @@ import { ADMIN_TOKEN, BACKENDS, Server, client, gatedWebSocket, signedIn, until 
 
 const ids = (rows) => rows.map((r) => r.id);
 
+// Each suite has its own server: they run side by side.
+describe("live queries", { concurrency: true }, () => {
 for (const backend of BACKENDS) {
   for (const transport of ["ws", "sse"]) {
-    describe(`live queries over ${transport} (${backend})`, () => {
+    describe(`live queries over ${transport} (${backend})`, { concurrency: 1 }, () => {
       const server = new Server(backend);
       before(() => server.start());
       after(() => server.destroy());
@@ -94,7 +96,7 @@ for (const backend of BACKENDS) {
     });
   }
 
-  describe(`resume after a server restart (${backend})`, () => {
+  describe(`resume after a server restart (${backend})`, { concurrency: 1 }, () => {
     const server = new Server(backend);
     before(() => server.start());
     after(() => server.destroy());
@@ -194,4 +196,5 @@ describe("another user signs in on a live client (sqlite)", () => {
     ab.close();
     b.close();
   });
+});
 });

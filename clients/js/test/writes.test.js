@@ -8,8 +8,10 @@ import { BACKENDS, Server, client, signedIn, until } from "./server.js";
 
 const ids = (rows) => rows.map((r) => r.id);
 
+// Each suite has its own server: they run side by side.
+describe("writes", { concurrency: true }, () => {
 for (const backend of BACKENDS) {
-  describe(`optimistic writes and the outbox (${backend})`, () => {
+  describe(`optimistic writes and the outbox (${backend})`, { concurrency: 1 }, () => {
     const server = new Server(backend);
     before(() => server.start());
     after(() => server.destroy());
@@ -95,6 +97,7 @@ for (const backend of BACKENDS) {
       await server.start();
       const second = client(server, { outbox: fileOutbox(path) });
       await second.auth.signIn({ email: session.email, password: "correct horse battery" });
+      await second.outbox.flush(); // after the file is read: its writes are sent
       await until(() => second.outbox.pending === 0, 20_000, "outbox flushed");
       const rows = await second.query({ steps: { $order: { n: "asc" } } });
       assert.deepEqual(ids(rows.steps), ["s0", "s1", "s2", "s3", "s4"]);
@@ -153,3 +156,4 @@ for (const backend of BACKENDS) {
     });
   });
 }
+});
