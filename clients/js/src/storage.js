@@ -56,7 +56,11 @@ export class Storage {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", this.#http.url("/api/storage/upload"));
       if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
-      xhr.upload.onprogress = (e) => onProgress?.({ loaded: e.loaded, total: e.total || blob.size });
+      // Progress counts the file's bytes (as in Node), not the multipart envelope's.
+      xhr.upload.onprogress = (e) => {
+        const share = e.total ? e.loaded / e.total : 0;
+        onProgress?.({ loaded: Math.min(blob.size, Math.floor(share * blob.size)), total: blob.size });
+      };
       xhr.onload = () => {
         let body = null;
         try {
