@@ -54,6 +54,9 @@ class AdminPageHandler(_Secured):
     async def get(self, path: str = "", include_body: bool = True) -> None:
         await super().get("index.html", include_body)
 
+    async def head(self, path: str = "") -> None:
+        await self.get(include_body=False)
+
 
 class AdminAssetHandler(_Secured):
     """/admin/{path}: the dashboard's CSS and modules."""
