@@ -19,7 +19,7 @@ ADMIN_UI_DIR = os.path.join(os.path.dirname(__file__), "admin_static")
 
 _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob: http: https:; "
-    "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
     "base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

@@ -205,3 +205,18 @@ def test_app_shows_schema_rules_and_function_arguments(make_server, backend):
     (fn,) = body["functions"]
     assert fn["name"] == "createTodo"
     assert fn["arguments"]["required"] == ["title", "listId"]
+
+
+def test_dashboard_files_are_served_with_a_strict_policy(anon):
+    page = anon.get("/admin")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert '<script type="module" src="/admin/main.js">' in page.text
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    module = anon.get("/admin/views/data.js")
+    assert module.status_code == 200
+    assert module.headers["Content-Type"].startswith("text/javascript")
+    assert anon.request("HEAD", "/admin/").status_code == 200
+    for missing in ("/admin/nope.js", "/admin/../setup.cfg", "/admin/%2e%2e/setup.cfg"):
+        assert error_of(anon.get(missing))["code"] == "NOT_FOUND", missing
