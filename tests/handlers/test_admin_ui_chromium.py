@@ -327,6 +327,10 @@ def test_upload_and_preview_a_file(server, browser, admin, tmp_path):
     assert_token_nowhere(driver, server)
 
 
+async def _close(ws: WsClient) -> None:
+    ws.close()  # Tornado's client closes on its own loop, which must be running
+
+
 def test_a_chart_moves_under_load(server, browser):
     driver = browser
     account = signup(Api(server.url))
@@ -373,7 +377,7 @@ def test_a_chart_moves_under_load(server, browser):
         wait(driver, lambda d: account.id in css(d, "#peers").text)
         screenshot(driver, "live")
     finally:
-        ws.close()
+        loop.run_until_complete(_close(ws))
         loop.close()
     assert_token_nowhere(driver, server)
 
