@@ -34,6 +34,20 @@ def node_figures(ctx: Context | None) -> dict[str, Any]:
         "mutations": ctx.stats.mutations.snapshot(),
         "subscriptions": {"active": dispatcher.subscriptions if dispatcher is not None else 0},
         "connections": {"websocket": ctx.websockets, "http": ctx.http_inflight},
+        "pulse": pulse_figures(ctx),
+    }
+
+
+def pulse_figures(ctx: Context) -> dict[str, Any]:
+    """The last few seconds of this node, for the admin dashboard's charts (sent with
+    the heartbeat too, so any node can chart every node)."""
+    dispatcher = ctx.dispatcher
+    return {
+        "requests": ctx.stats.requests.recent(),
+        "mutations": ctx.stats.mutations.recent(),
+        "sockets": ctx.websockets,
+        "subscriptions": dispatcher.subscriptions if dispatcher is not None else 0,
+        "rooms": len(ctx.rooms) if ctx.rooms is not None else 0,
     }
 
 

@@ -77,6 +77,8 @@ ROUTE_CLASSES = {
     "handlers.functions": "functions",
     "handlers.admin": "admin",
     "handlers.admin_users": "admin",
+    "handlers.admin_live": "admin",
+    "handlers.admin_ui": "admin",
     "handlers.health": "health",
     "handlers.presence": "presence",
     "handlers.sse": "sse",

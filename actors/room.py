@@ -363,6 +363,10 @@ class Rooms:
     def __len__(self) -> int:
         return len(self._rooms)
 
+    def census(self) -> dict[str, int]:
+        """Room name → peers, for every room with one (the admin's list of rooms)."""
+        return {name: entry.members for name, entry in self._rooms.items()}
+
     def enter(
         self, room: str, peer_id: str, user_id: str | None, data: Any, sink: PresenceSink
     ) -> None:

@@ -56,6 +56,9 @@ class App:
     schema: Schema = dataclasses.field(default_factory=Schema)
     rules: RuleSet = DEFAULT_RULES
     functions: dict[str, Function] = dataclasses.field(default_factory=dict)
+    raw_schema: Any = None
+    raw_rules: Any = None
+    """The module's `schema` and `rules` as written, for the admin to read."""
 
     @property
     def links(self) -> Links:
@@ -103,7 +106,8 @@ def load_app(spec: str | None) -> App:
     except (SchemaError, RuleError, QueryTooComplex) as exc:
         raise AppError(str(exc)) from None
     functions = _functions(getattr(module, "functions", None))
-    return App(spec, schema, rules, functions)
+    raw_schema = getattr(module, "schema", None)
+    return App(spec, schema, rules, functions, raw_schema, raw_rules)
 
 
 def _import(spec: str) -> ModuleType:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tornado.web
 
 from actorbase.context import Context
 from handlers import bodylimit, requestscope
 from handlers.accesslog import log_request
 from handlers.admin import SchemaHandler, StatsHandler
-from handlers.admin_users import AdminUserHandler, AdminUsersHandler
+from handlers.admin_live import AppHandler, PulseHandler, RoomsHandler
+from handlers.admin_ui import AdminAssetHandler, AdminPageHandler
+from handlers.admin_users import (
+    AdminSessionHandler,
+    AdminSessionsHandler,
+    AdminUserHandler,
+    AdminUserMfaHandler,
+    AdminUsersHandler,
+)
 from handlers.auth import (
     JwksHandler,
     MeHandler,
@@ -73,13 +83,21 @@ def make_app(ctx: Context) -> tornado.web.Application:
         (r"/api/auth/password", PasswordHandler, deps),
         (r"/api/admin/users", AdminUsersHandler, deps),
         (r"/api/admin/users/([^/]+)", AdminUserHandler, deps),
+        (r"/api/admin/users/([^/]+)/mfa", AdminUserMfaHandler, deps),
+        (r"/api/admin/users/([^/]+)/sessions", AdminSessionsHandler, deps),
+        (r"/api/admin/users/([^/]+)/sessions/([^/]+)", AdminSessionHandler, deps),
         (r"/.well-known/jwks.json", JwksHandler, deps),
         (r"/api/admin/stats", StatsHandler, deps),
         (r"/api/admin/schema", SchemaHandler, deps),
+        (r"/api/admin/pulse", PulseHandler, deps),
+        (r"/api/admin/rooms", RoomsHandler, deps),
+        (r"/api/admin/app", AppHandler, deps),
         (r"/api/openapi.json", OpenApiHandler, deps),
         (r"/api/docs", DocsHandler, deps),
         (r"/api/docs/(.+)", DocsAssetHandler, {"path": SWAGGER_UI_DIR}),
         (r"/metrics", MetricsHandler, deps),
+        (r"/admin/?", AdminPageHandler),
+        (r"/admin/(.+)", AdminAssetHandler),
     ]
     return requestscope.Application(  # request ids, route names for the access log
         routes,
@@ -90,5 +108,17 @@ def make_app(ctx: Context) -> tornado.web.Application:
         compress_response=False,
         xheaders=False,
         # user, route, request id, no tokens or signatures; then counted for /metrics
-        log_function=ctx.metrics.logger(log_request),
+        log_function=_counted(ctx, ctx.metrics.logger(log_request)),
     )
+
+
+def _counted(
+    ctx: Context, log: Callable[[tornado.web.RequestHandler], None]
+) -> Callable[[tornado.web.RequestHandler], None]:
+    """The log function, then the request counted for /api/admin/pulse (IOLoop)."""
+
+    def log_and_count(handler: tornado.web.RequestHandler) -> None:
+        log(handler)
+        ctx.stats.requests.record(handler.request.request_time())
+
+    return log_and_count

@@ -36,9 +36,11 @@ class User:
     mfa_enabled: bool
     created_at: int
     password_hash: str = dataclasses.field(repr=False)
+    locked_at: int | None = None
+    """When an admin locked the account (None: not locked)."""
 
 
-_USER = "id, email, role, claims, mfa_enabled, created_at, password_hash"
+_USER = "id, email, role, claims, mfa_enabled, created_at, password_hash, locked_at"
 
 
 def _user(record: Any) -> User:
@@ -50,6 +52,7 @@ def _user(record: Any) -> User:
         bool(record[4]),
         int(record[5]),
         record[6],
+        None if record[7] is None else int(record[7]),
     )
 
 
@@ -142,16 +145,72 @@ class Accounts:
     def user_by_id(self, user_id: str) -> User | None:
         return self.store.read(lambda txn: _one_user(txn, "id = ?", user_id))
 
-    def list_users(self, limit: int, offset: int) -> tuple[list[User], int]:
+    def list_users(self, limit: int, offset: int, search: str = "") -> tuple[list[User], int]:
+        """A page of users by creation; `search` keeps those whose email contains it
+        (any case) or whose id it is."""
+        where, params = "", ()
+        if search:
+            pattern = "%" + _like_escape(search.lower()) + "%"
+            where, params = "WHERE email_lower LIKE ? ESCAPE '\\' OR id = ?", (pattern, search)
+
         def read(txn: Txn) -> tuple[list[User], int]:
             records = txn.execute(
-                f"SELECT {_USER} FROM ab_users ORDER BY created_at, id LIMIT ? OFFSET ?",
-                (limit, offset),
+                f"SELECT {_USER} FROM ab_users {where} ORDER BY created_at, id LIMIT ? OFFSET ?",
+                (*params, limit, offset),
             ).fetchall()
-            total = txn.execute("SELECT count(*) FROM ab_users").fetchone()[0]
+            total = txn.execute(f"SELECT count(*) FROM ab_users {where}", params).fetchone()[0]
             return [_user(r) for r in records], int(total)
 
         return self.store.read(read)
+
+    def lockout_until(self, email_lower: str) -> int:
+        """When the failed sign-ins' lockout of an email ends (0: none)."""
+        record = self.store.read(
+            lambda txn: txn.execute(
+                "SELECT locked_until FROM ab_signin_attempts WHERE email_lower = ?",
+                (email_lower,),
+            ).fetchone()
+        )
+        return 0 if record is None else int(record[0])
+
+    def set_locked(self, user_id: str, locked: bool, now: int) -> tuple[User, set[str]] | None:
+        """Lock the account (and end every session of it), or unlock it (and forget its
+        failed sign-ins); returns the user and the sessions ended, None if no such user."""
+        with self.store.transaction() as txn:
+            if locked:
+                txn.execute(
+                    "UPDATE ab_users SET locked_at = ? WHERE id = ? AND locked_at IS NULL",
+                    (now, user_id),
+                )
+                ended = _revoke_all(txn, user_id, now)
+            else:
+                txn.execute("UPDATE ab_users SET locked_at = NULL WHERE id = ?", (user_id,))
+                txn.execute(
+                    "DELETE FROM ab_signin_attempts WHERE email_lower = "
+                    "(SELECT email_lower FROM ab_users WHERE id = ?)",
+                    (user_id,),
+                )
+                ended = set()
+            user = _one_user(txn, "id = ?", user_id)
+            return None if user is None else (user, ended)
+
+    def reset_mfa(self, user_id: str) -> User | None:
+        """Turn MFA off for a user who lost their authenticator (an admin's call): the
+        secret, recovery codes and pending sign-ins go. None if no such user."""
+        with self.store.transaction() as txn:
+            txn.execute(
+                "UPDATE ab_users SET mfa_secret = NULL, mfa_pending_secret = NULL, "
+                "mfa_enabled = 0, mfa_last_step = 0 WHERE id = ?",
+                (user_id,),
+            )
+            txn.execute("DELETE FROM ab_recovery_codes WHERE user_id = ?", (user_id,))
+            txn.execute("DELETE FROM ab_mfa_challenges WHERE user_id = ?", (user_id,))
+            return _one_user(txn, "id = ?", user_id)
+
+    def revoke_all(self, user_id: str, now: int) -> set[str]:
+        """End every session of a user; returns those ended."""
+        with self.store.transaction() as txn:
+            return _revoke_all(txn, user_id, now)
 
     def update_user(
         self, user_id: str, role: str | None, claims: dict[str, Any] | None
@@ -272,10 +331,13 @@ class Accounts:
         return Grant(user, session_id, _new_refresh(txn, session_id, now))
 
     def open_session(self, user_id: str, device: str, ip: str, now: int) -> Grant | None:
-        """Sign a user in whose credentials were checked; None if they are gone."""
+        """Sign a user in whose credentials were checked; None if they are gone or
+        an admin locked them meanwhile."""
         with self.store.transaction() as txn:
             user = _one_user(txn, "id = ?", user_id)
-            return None if user is None else self._new_session(txn, user, device, ip, now)
+            if user is None or user.locked_at is not None:
+                return None
+            return self._new_session(txn, user, device, ip, now)
 
     def rotate(self, refresh_token: str, now: int) -> Grant | Reused | None:
         """Trade a refresh token for a new one in the same session.
@@ -309,7 +371,7 @@ class Accounts:
             if live is None:
                 return None
             user = _one_user(txn, "id = ?", live[0])
-            if user is None:
+            if user is None or user.locked_at is not None:
                 return None
             return Grant(user, session_id, _new_refresh(txn, session_id, now))
 
@@ -454,7 +516,8 @@ class Accounts:
                 return ChallengeFailure.GONE
             user_id, expires_at, failures, device, ip = challenge
             record = txn.execute(
-                "SELECT mfa_secret, email_lower FROM ab_users WHERE id = ? AND mfa_enabled = 1",
+                "SELECT mfa_secret, email_lower FROM ab_users "
+                "WHERE id = ? AND mfa_enabled = 1 AND locked_at IS NULL",
                 (user_id,),
             ).fetchone()
             if expires_at <= now or failures >= MFA_MAX_FAILURES or record is None:
@@ -548,6 +611,19 @@ def _revoke_others(txn: Txn, user_id: str, keep_session: str, now: int) -> set[s
         (now, user_id, keep_session),
     ).fetchall()
     return {r[0] for r in records}
+
+
+def _revoke_all(txn: Txn, user_id: str, now: int) -> set[str]:
+    records = txn.execute(
+        "UPDATE ab_sessions SET revoked_at = ? "
+        "WHERE user_id = ? AND revoked_at IS NULL RETURNING id",
+        (now, user_id),
+    ).fetchall()
+    return {r[0] for r in records}
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _revoke(txn: Txn, session_id: str, now: int) -> None:

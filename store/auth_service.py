@@ -20,6 +20,7 @@ from actorbase.errors import (
     InvalidArgument,
     InvalidCredentials,
     NotFound,
+    PermissionDenied,
     Unauthenticated,
 )
 from config.settings import Settings
@@ -46,6 +47,8 @@ from store.tokens import digest, kid_of
 T = TypeVar("T")
 
 MAX_EMAIL = 254
+LOCKED_MESSAGE = "This account is locked; an administrator can unlock it"
+"""Told only to a caller who gave the right password: it reveals nothing more."""
 _EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f.]+(\.[^@\s\x00-\x1f.]+)+$")
 
 
@@ -200,13 +203,15 @@ class AuthService:
         address = email_arg(email, strict=False).lower()
         secret = password_arg(password)
         user = await self.check_password(address, secret, None)
+        if user.locked_at is not None:
+            raise PermissionDenied(LOCKED_MESSAGE)
         if user.mfa_enabled:
             return await self._db(self.accounts.create_challenge, user.id, device, ip, now_ms())
 
         def open_session() -> Tokens:
             grant = self.accounts.open_session(user.id, device, ip, now_ms())
             if grant is None:
-                raise InvalidCredentials()
+                raise PermissionDenied(LOCKED_MESSAGE)
             return self._tokens(grant)
 
         return await self._db(open_session)
@@ -322,8 +327,45 @@ class AuthService:
 
     # -- admin ---------------------------------------------------------------------------
 
-    async def list_users(self, limit: int, offset: int) -> tuple[list[User], int]:
-        return await self._db(self.accounts.list_users, limit, offset)
+    async def list_users(self, limit: int, offset: int, search: str) -> tuple[list[User], int]:
+        return await self._db(self.accounts.list_users, limit, offset, search)
+
+    async def user(self, user_id: str) -> tuple[User, int]:
+        """A user and when their failed sign-ins' lockout ends (ms; 0: none)."""
+        user = await self._db(self.accounts.user_by_id, user_id)
+        if user is None:
+            raise NotFound(f"User {user_id} not found")
+        return user, await self._db(self.accounts.lockout_until, user.email.lower())
+
+    async def set_locked(self, user_id: str, locked: bool) -> User:
+        """Lock (every session ends, its sockets close) or unlock an account."""
+        outcome = await self._db(self.accounts.set_locked, user_id, locked, now_ms())
+        if outcome is None:
+            raise NotFound(f"User {user_id} not found")
+        user, ended = outcome
+        self.live.end(ended)
+        return user
+
+    async def reset_mfa(self, user_id: str) -> User:
+        user = await self._db(self.accounts.reset_mfa, user_id)
+        if user is None:
+            raise NotFound(f"User {user_id} not found")
+        return user
+
+    async def user_sessions(self, user_id: str) -> list[SessionInfo]:
+        await self.user(user_id)
+        return await self._db(self.accounts.list_sessions, user_id, now_ms())
+
+    async def revoke_user_session(self, user_id: str, session_id: str) -> None:
+        if not await self._db(self.accounts.revoke_session, user_id, session_id, now_ms()):
+            raise NotFound(f"Session {session_id} not found")
+        self.live.end([session_id])
+
+    async def revoke_user_sessions(self, user_id: str) -> int:
+        await self.user(user_id)
+        ended = await self._db(self.accounts.revoke_all, user_id, now_ms())
+        self.live.end(ended)
+        return len(ended)
 
     async def update_user(
         self, user_id: str, role: str | None, claims: dict[str, Any] | None

@@ -5,6 +5,11 @@ Each entry is (version, statements). Append; never edit an applied migration.
 
 from __future__ import annotations
 
+_ADMIN_LOCK = [
+    # Set while an admin has locked the account: no sign-in, no session (admin dashboard).
+    "ALTER TABLE ab_users ADD COLUMN locked_at BIGINT",
+]
+
 _ACCOUNTS = [
     # Users; emails are unique case-insensitively through email_lower.
     """CREATE TABLE ab_users (
@@ -231,6 +236,7 @@ SQLITE: list[tuple[int, list[str]]] = [
     (8, _keys("INTEGER")),
     (9, _IDEMPOTENCY),
     (10, []),  # presence spans processes on PostgreSQL only; one SQLite process owns its rooms
+    (13, _ADMIN_LOCK),
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -275,4 +281,5 @@ POSTGRES: list[tuple[int, list[str]]] = [
     (8, _keys("BIGINT")),
     (9, _IDEMPOTENCY),
     (10, _PRESENCE),
+    (13, _ADMIN_LOCK),
 ]

@@ -304,6 +304,19 @@ def room_peers(txn: Txn, room: str) -> list[dict[str, Any]]:
     return load_room(txn, room)[1]
 
 
+def room_census(txn: Txn, limit: int) -> dict[str, int]:
+    """Room name → peers on every process, the first `limit` rooms by name."""
+    rows = txn.execute(
+        "SELECT room, count(*) FROM ab_presence GROUP BY room ORDER BY room LIMIT ?", (limit,)
+    ).fetchall()
+    return {room: int(n) for room, n in rows}
+
+
+def room_count(txn: Txn) -> int:
+    """Rooms with a peer on any process."""
+    return int(txn.execute("SELECT count(DISTINCT room) FROM ab_presence").fetchone()[0])
+
+
 def live_nodes(txn: Txn, timeout_ms: int) -> list[dict[str, Any]]:
     """The nodes with a heartbeat within `timeout_ms`, each with the figures it sent:
     `[{node, startedAt, heartbeatAt, ...figures}]`."""

@@ -11,6 +11,7 @@ touched on the IOLoop only. All of it is per process and starts afresh at restar
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime
 import time
@@ -22,6 +23,14 @@ from store.base import Txn
 WINDOW = 60
 """Seconds over which `perSecond` and `avgLatencyMs` are measured."""
 
+RECENT = 10
+"""Seconds over which `Meter.recent` measures: short, so the dashboard's charts move."""
+
+BOUNDS_MS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 25, 50, 75, 100, 250, 500, 1000, 2500, 5000)
+"""Latency bucket bounds (ms) for the percentiles of `Meter.recent`: a percentile is
+reported as the bound of the bucket it falls in (as Prometheus' histogram_quantile
+would, without the interpolation)."""
+
 
 class Meter:
     """How many events, how many in the last minute, and their mean latency."""
@@ -32,6 +41,7 @@ class Meter:
         self._second = [-1] * WINDOW
         self._count = [0] * WINDOW
         self._seconds = [0.0] * WINDOW
+        self._buckets = [[0] * (len(BOUNDS_MS) + 1) for _ in range(WINDOW)]
 
     def record(self, latency: float) -> None:
         """One event that took `latency` seconds; its writer thread only."""
@@ -40,10 +50,28 @@ class Meter:
         if self._second[slot] != now:
             self._count[slot] = 0
             self._seconds[slot] = 0.0
+            self._buckets[slot] = [0] * (len(BOUNDS_MS) + 1)
             self._second[slot] = now
         self._count[slot] += 1
         self._seconds[slot] += latency
+        self._buckets[slot][bisect.bisect_left(BOUNDS_MS, latency * 1000)] += 1
         self.total += 1
+
+    def recent(self) -> dict[str, Any]:
+        """`{perSecond, p50Ms, p99Ms}` over the last RECENT seconds (the current one
+        included): what the admin dashboard charts."""
+        now = int(self._clock())
+        counts = [0] * (len(BOUNDS_MS) + 1)
+        for slot in range(WINDOW):
+            if now - RECENT < self._second[slot] <= now:
+                for i, n in enumerate(self._buckets[slot]):
+                    counts[i] += n
+        total = sum(counts)
+        return {
+            "perSecond": round(total / RECENT, 3),
+            "p50Ms": _percentile(counts, total, 0.5),
+            "p99Ms": _percentile(counts, total, 0.99),
+        }
 
     def snapshot(self) -> dict[str, Any]:
         """The seed's `{total, perSecond, avgLatencyMs}`, both rates over the last minute."""
@@ -58,6 +86,19 @@ class Meter:
             "perSecond": round(count / WINDOW, 3),
             "avgLatencyMs": round(seconds * 1000 / count, 3) if count else 0.0,
         }
+
+
+def _percentile(counts: list[int], total: int, q: float) -> float:
+    """The upper bound (ms) of the bucket holding the q-th event; 0 with no events,
+    the largest bound for events beyond it."""
+    if not total:
+        return 0.0
+    seen = 0
+    for i, n in enumerate(counts):
+        seen += n
+        if seen >= q * total:
+            return float(BOUNDS_MS[min(i, len(BOUNDS_MS) - 1)])
+    return float(BOUNDS_MS[-1])
 
 
 def utc_midnight_ms(now: float | None = None) -> int:
@@ -103,6 +144,8 @@ class Stats:
     """The process's counters, shared through the Context."""
 
     queries: Meter = dataclasses.field(default_factory=Meter)
+    requests: Meter = dataclasses.field(default_factory=Meter)
+    """Every HTTP request answered (counted where the access log is written)."""
     mutations: Meter = dataclasses.field(default_factory=Meter)
     active_today: ActiveToday = dataclasses.field(default_factory=ActiveToday)
 

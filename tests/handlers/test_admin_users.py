@@ -20,7 +20,17 @@ def test_list_users_pages(admin, anon):
     assert set(body) == {"users", "total", "hasMore"}
     assert len(body["users"]) == 2 and body["hasMore"] is True
     for user in body["users"]:
-        assert set(user) == {"id", "email", "role", "claims", "mfaEnabled", "createdAt"}
+        assert set(user) == {
+            "id",
+            "email",
+            "role",
+            "claims",
+            "mfaEnabled",
+            "createdAt",
+            "locked",
+            "lockedAt",
+            "lockedUntil",
+        }
     last = admin.get(f"/api/admin/users?limit=2&offset={total - 1}").json()
     assert len(last["users"]) == 1 and last["hasMore"] is False
     ids = {u["id"] for u in admin.get("/api/admin/users?limit=1000").json()["users"]}

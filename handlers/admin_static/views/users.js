@@ -1,0 +1,89 @@
+// Users: search, role and claims, lock/unlock, MFA reset, sessions (device, IP) with
+// revoke one or all. Every destructive action asks first.
+import { api, enc } from "../api.js";
+import { button, confirmAction, h, showError } from "../dom.js";
+
+export async function render(root) {
+  const error = h("p", { class: "error", role: "alert" });
+  const search = h("input", { id: "user-search", type: "search", placeholder: "email or id" });
+  const list = h("div", { class: "scroll", id: "users" });
+  const detail = h("section", { class: "card stack", id: "user-detail", "aria-live": "polite" });
+
+  async function find() {
+    showError(error, null);
+    try {
+      const { users, total } = await api.get("/api/admin/users", { search: search.value.trim(), limit: 100 });
+      list.replaceChildren(
+        h("p", { class: "muted" }, `${total} user${total === 1 ? "" : "s"}`),
+        h("table", {},
+          h("thead", {}, h("tr", {}, ["Email", "Role", "MFA", "Status", "Created"].map((c) => h("th", { scope: "col" }, c)))),
+          h("tbody", {}, users.map((u) =>
+            h("tr", { "data-user": u.id },
+              h("td", {}, button(u.email, () => open(u.id), "secondary", { "aria-label": `Open ${u.email}` })),
+              h("td", {}, u.role), h("td", {}, u.mfaEnabled ? "on" : "off"),
+              h("td", {}, u.locked ? h("span", { class: "badge warn" }, "locked") : "active"),
+              h("td", {}, u.createdAt))))));
+    } catch (e) {
+      showError(error, e);
+    }
+  }
+
+  async function open(id) {
+    showError(error, null);
+    let user, sessions;
+    try {
+      [user, { sessions }] = await Promise.all([
+        api.get(`/api/admin/users/${enc(id)}`),
+        api.get(`/api/admin/users/${enc(id)}/sessions`),
+      ]);
+    } catch (e) {
+      return showError(error, e);
+    }
+    const role = h("input", { id: "role", value: user.role });
+    const claims = h("textarea", { id: "claims", rows: 4, spellcheck: "false" }, JSON.stringify(user.claims, null, 2));
+    const act = (fn) => async () => {
+      try {
+        await fn();
+        await open(id);
+        find();
+      } catch (e) {
+        showError(error, e);
+      }
+    };
+    const ask = (text, fn) => act(async () => (await confirmAction(text)) && fn());
+    detail.replaceChildren(
+      h("h2", {}, user.email),
+      h("p", { class: "muted" }, `id ${user.id} · created ${user.createdAt}`,
+        user.locked ? h("span", { class: "badge warn", id: "locked-badge" }, " locked by an admin") : "",
+        user.lockedUntil ? h("span", { class: "badge warn" }, ` sign-in lockout until ${user.lockedUntil}`) : ""),
+      h("form", { class: "stack", onsubmit: (ev) => { ev.preventDefault(); act(() => api.patch(`/api/admin/users/${enc(id)}`, { role: role.value, claims: JSON.parse(claims.value || "{}") }))(); } },
+        h("label", {}, "Role ", role), h("label", { for: "claims" }, "Claims (JSON)"), claims,
+        h("div", {}, h("button", { type: "submit", id: "save-user" }, "Save role and claims"))),
+      h("div", { class: "row" },
+        user.locked
+          ? button("Unlock", ask(`Unlock ${user.email}? They can sign in again.`, () => api.patch(`/api/admin/users/${enc(id)}`, { locked: false })), "secondary", { id: "unlock" })
+          : button("Lock", ask(`Lock ${user.email}? Every session ends and sign-in is refused until unlocked.`, () => api.patch(`/api/admin/users/${enc(id)}`, { locked: true })), "danger", { id: "lock" }),
+        button("Reset MFA", ask(`Turn MFA off for ${user.email}? They sign in with the password alone until they enroll again.`, () => api.del(`/api/admin/users/${enc(id)}/mfa`)), "danger", { id: "reset-mfa", disabled: !user.mfaEnabled }),
+        button("Revoke all sessions", ask(`Revoke all ${sessions.length} sessions of ${user.email}? Their sockets close.`, () => api.del(`/api/admin/users/${enc(id)}/sessions`)), "danger", { id: "revoke-all", disabled: !sessions.length })),
+      h("h2", {}, "Sessions"),
+      sessions.length
+        ? h("div", { class: "scroll" }, h("table", { id: "sessions" },
+            h("thead", {}, h("tr", {}, ["Device", "IP", "Last used", ""].map((c) => h("th", { scope: "col" }, c)))),
+            h("tbody", {}, sessions.map((s) =>
+              h("tr", { "data-session": s.id },
+                h("td", {}, s.device), h("td", {}, s.ip), h("td", {}, s.lastUsedAt),
+                h("td", {}, button("Revoke", ask(`Revoke the session on ${s.device} (${s.ip})? Its sockets close.`, () => api.del(`/api/admin/users/${enc(id)}/sessions/${enc(s.id)}`)), "danger", { "aria-label": `Revoke session ${s.id}` })))))))
+        : h("p", { class: "muted" }, "No live sessions."),
+    );
+  }
+
+  root.append(
+    h("h1", {}, "Users"),
+    h("form", { class: "row", role: "search", onsubmit: (ev) => { ev.preventDefault(); find(); } },
+      h("label", {}, "Search ", search), h("button", { type: "submit", id: "user-find" }, "Search")),
+    error,
+    h("div", { class: "split" }, list, detail),
+  );
+  detail.append(h("p", { class: "muted" }, "Choose a user."));
+  await find();
+}
