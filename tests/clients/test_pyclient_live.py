@@ -56,10 +56,12 @@ def test_init_and_diffs_keep_the_result_in_order(server, transport):
             await eventually(lambda: live.stats.diffs >= 1 and not ab._optimistic.pending)
             assert _ids(live.result["tasks"]) == [u + "t1", u + "t3", u + "t2"]
             assert live.result["tasks"][2]["note"] == "x"
-            await ab.mutate(
+            outcome = await ab.mutate(
                 [{"entity": "tasks", "id": u + "t2", "op": "merge", "data": {"note": None}}]
             )
-            await eventually(lambda: "note" not in live.result["tasks"][2], what="null removes")
+            assert "note" not in live.result["tasks"][2]  # optimistic at least
+            await eventually(lambda: live.tx >= outcome["tx"], what="the diff")
+            assert "note" not in live.result["tasks"][2]
             assert await _matches_server(ab, live, query)
             assert results[0] is first and results[-1] == live.result
             live.close()
