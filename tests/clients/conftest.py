@@ -65,6 +65,7 @@ class Gate:
         self._open = True
         self._links: set[asyncio.StreamWriter] = set()
         self._swallow: bytes | None = None
+        self._relays: set[asyncio.Task[Any]] = set()
         self.swallowed = 0
 
     @property
@@ -80,6 +81,8 @@ class Gate:
         self.cut()
         if self._server is not None:
             self._server.close()
+        if self._relays:  # cut() aborted their sockets: they end on their own
+            await asyncio.wait(list(self._relays), timeout=5)
 
     def cut(self) -> None:
         self._open = False
@@ -97,6 +100,10 @@ class Gate:
         if not self._open:
             writer.transport.abort()
             return
+        task = asyncio.current_task()
+        assert task is not None
+        self._relays.add(task)
+        task.add_done_callback(self._relays.discard)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
