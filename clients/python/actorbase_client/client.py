@@ -32,7 +32,9 @@ class Client:
     """Create, then `await start()` (or use `async with`), which loads stored tokens
     and the outbox a previous run left. `transport="sse"` serves live queries over
     Server-Sent Events (no presence). `outbox`: an OutboxStore, or a path for an
-    SQLite file; by default mutations wait in memory."""
+    SQLite file; by default mutations wait in memory. `idle_timeout`: seconds without
+    a frame from the server (it pings every 30 s by default) before the live socket is
+    replaced; set it above the server's WS_PING_INTERVAL."""
 
     def __init__(
         self,
@@ -44,6 +46,7 @@ class Client:
         timeout: float = 30,
         reconnect_base: float = 0.25,
         reconnect_max: float = 15.0,
+        idle_timeout: float | None = 90,
     ) -> None:
         self.url = url.rstrip("/")
         self._http = Http(self.url, token_storage or MemoryTokenStorage(), timeout)
@@ -53,7 +56,9 @@ class Client:
         self._optimistic = Optimistic()
         self.connection: Connection | SseTransport
         if transport == "ws":
-            self.connection = Connection(self._http, Backoff(reconnect_base, reconnect_max))
+            self.connection = Connection(
+                self._http, Backoff(reconnect_base, reconnect_max), idle_timeout
+            )
         elif transport == "sse":
             self.connection = SseTransport(self._http)
         else:

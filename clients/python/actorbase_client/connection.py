@@ -50,9 +50,13 @@ class ConnectionStats:
 
 
 class Connection:
-    def __init__(self, http: Http, backoff: Backoff) -> None:
+    def __init__(self, http: Http, backoff: Backoff, idle_timeout: float | None = 90) -> None:
         self._http = http
         self._backoff = backoff
+        self._idle_timeout = idle_timeout
+        """Seconds without a frame (the server pings every WS_PING_INTERVAL, 30 s by
+        default) after which the socket is taken for dead and replaced: a connection
+        cut without a FIN (a laptop asleep, a NAT forgetting it) is noticed."""
         self.state = "connecting"
         self.connection_id: str | None = None
         """This socket's id among presence peers (from `auth-ok`)."""
@@ -148,53 +152,62 @@ class Connection:
             self.send({"type": "auth", "token": tokens.access_token})
 
     async def _run(self) -> None:
-        ws_url = self._http.url.replace("http", "ws", 1) + "/ws"
         while not self._closed:
-            if self._http.tokens is None:
-                self._set_state("offline")
-                self._signed_in.clear()
-                await self._signed_in.wait()
-            token = await self._http.access_token()
-            if token is None:
-                continue
-            if self.state != "open":
-                self._set_state("connecting")
             try:
-                ws = await websocket_connect(
-                    HTTPRequest(ws_url, connect_timeout=self._http.timeout),
-                    max_message_size=MAX_MESSAGE,
-                )
-            except (OSError, StreamClosedError, HTTPClientError, WebSocketClosedError) as exc:
-                logger.debug("actorbase: live socket failed to connect: %s", exc)
-                self._set_state("offline")
-                await self._backoff.wait()
-                continue
-            self._ws = ws
-            ws.write_message(json.dumps({"type": "auth", "token": token}))
-            reauth = asyncio.ensure_future(self._reauth_loop())
-            auth_error = False
-            try:
-                auth_error = await self._read(ws)
-            finally:
-                reauth.cancel()
-                self._ws = None
-                self._authed = False
-                for room in self._rooms.values():
-                    room.disconnected()
+                await self._connect_once()
+            except (ActorbaseError, OSError, StreamClosedError, HTTPClientError) as exc:
+                logger.debug("actorbase: live socket: %s", exc)
+            except Exception:  # never let the socket's task die: log, back off, retry
+                logger.exception("actorbase: live socket failed")
             if self._closed:
                 break
             self._set_state("offline")
-            if auth_error or ws.close_code == 4001:
-                # The token was refused (expired, revoked): a new one, or sign in again.
-                with contextlib.suppress(ActorbaseError):
-                    await self._http.refresh(stale=token)
             await self._backoff.wait()
+
+    async def _connect_once(self) -> None:
+        """One socket, from connect to close (or nothing, while signed out)."""
+        if self._http.tokens is None:
+            self._set_state("offline")
+            self._signed_in.clear()
+            await self._signed_in.wait()
+        token = await self._http.access_token()  # refreshed first if close to expiry
+        if token is None:
+            return
+        if self.state != "open":
+            self._set_state("connecting")
+        ws = await websocket_connect(
+            HTTPRequest(
+                self._http.url.replace("http", "ws", 1) + "/ws", connect_timeout=self._http.timeout
+            ),
+            max_message_size=MAX_MESSAGE,
+        )
+        self._ws = ws
+        reauth = asyncio.ensure_future(self._reauth_loop())
+        auth_error = False
+        try:
+            ws.write_message(json.dumps({"type": "auth", "token": token}))
+            auth_error = await self._read(ws)
+        except WebSocketClosedError:
+            pass
+        finally:
+            reauth.cancel()
+            self._ws = None
+            self._authed = False
+            for room in self._rooms.values():
+                room.disconnected()
+        if not self._closed and (auth_error or ws.close_code == 4001):
+            # The token was refused (expired, revoked): a new one, or sign in again.
+            await self._http.refresh(stale=token)
 
     async def _read(self, ws: WebSocketClientConnection) -> bool:
         """Dispatch frames until the socket closes; True if auth was refused."""
         auth_error = False
         while True:
-            text = await ws.read_message()
+            try:
+                text = await asyncio.wait_for(ws.read_message(), self._idle_timeout)
+            except TimeoutError:
+                ws.close(4000, "No frame from the server")
+                return auth_error
             if text is None:
                 return auth_error
             try:

@@ -78,7 +78,10 @@ class SseTransport:
     async def _stream(self, live: LiveQuery) -> None:
         backoff = Backoff()
         while not live.closed:
-            token = await self._http.access_token()
+            try:
+                token = await self._http.access_token()
+            except ActorbaseError:  # the refresh was refused: signed out
+                token = None
             if token is None:
                 self._set_state("offline")
                 await backoff.wait()
