@@ -106,3 +106,29 @@ def test_token_expiry_reauths_the_socket_and_resumes_sse(make_server, backend_na
             assert live.result == streamed.result
 
     run(scenario(), timeout=110)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_pings_are_answered_and_signing_out_parks_the_socket(make_server, backend_name):
+    # The server closes a socket that misses a pong within one interval (4002).
+    server = make_server(backend_name, WS_PING_INTERVAL=0.2)
+    query = {"notes": {"$order": {"n": "asc"}}}
+    u = uuid.uuid4().hex[:8] + "-"
+
+    async def scenario() -> None:
+        email = new_email()
+        async with Client(server.url, reconnect_base=0.05, reconnect_max=0.5) as ab:
+            await ab.auth.sign_up(email, PASSWORD)
+            live = ab.live(query)
+            await live.ready()
+            await asyncio.sleep(1.5)  # several ping intervals
+            assert ab.connection.stats.connects == 1 and ab.connection.state == "open"
+            await ab.auth.sign_out()
+            await eventually(lambda: ab.connection.state == "offline", what="parked")
+            await ab.auth.sign_in(email, PASSWORD)
+            await eventually(lambda: ab.connection.state == "open", what="back")
+            await ab.mutate([_set(u, 1)])
+            await eventually(lambda: len(live.result["notes"]) == 1, what="diff")
+            assert ab.connection.stats.connects == 2 and live.stats.inits == 1
+
+    run(scenario())
