@@ -144,6 +144,14 @@ def test_async_for_yields_each_new_result(server):
             # each value is a whole result: a consumer that falls behind skips to the newest
             assert seen[-1] == 3 and seen == sorted(seen) and len(seen) >= 2
 
+            async def drain() -> int:
+                return len([result async for result in live])
+
+            draining = asyncio.ensure_future(drain())
+            await asyncio.sleep(0)
+            live.close()  # ends every iteration
+            assert await asyncio.wait_for(draining, 10) == 1
+
     run(scenario())
 
 

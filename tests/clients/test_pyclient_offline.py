@@ -10,7 +10,7 @@ import uuid
 import pytest
 from actorbase_client import Client, FileTokenStorage, SQLiteOutbox
 
-from tests.clients.conftest import eventually, run, signed_up
+from tests.clients.conftest import PASSWORD, eventually, new_email, run, signed_up
 from tests.conftest import BACKENDS
 
 
@@ -53,9 +53,12 @@ def test_offline_writes_land_once_in_order_after_a_restart(make_server, tmp_path
         # The process "ended" offline; a new run finds the writes in the file.
         async with Client(server.url, outbox=outbox, **options) as ab:
             assert ab.outbox.pending == len(ops)
+            counts: list[int] = []
+            ab.outbox.on_change(counts.append)
             live = ab.live(query)
             await asyncio.to_thread(server.start)
             await eventually(lambda: ab.outbox.pending == 0, within=30, what="sent")
+            assert counts == list(range(len(ops) - 1, -1, -1))  # one at a time, in order
             expected = (await ab.query(query))["notes"]
             assert [(r["id"], r.get("v")) for r in expected] == [(f"{u}a", 3), (f"{u}c", None)]
             await eventually(lambda: live.result and live.result["notes"] == expected, what="live")
@@ -84,5 +87,33 @@ def test_a_retry_after_a_lost_acknowledgement_applies_once(make_server, gate_fac
             assert row["n"] == 1
         await gate.stop()
         assert _commits_touching(server, f"{u}x") == 1
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_a_queued_write_waits_for_its_own_user(make_server, gate_factory, backend_name):
+    server = make_server(backend_name)
+    u = uuid.uuid4().hex[:8] + "-"
+
+    async def scenario() -> None:
+        gate = await gate_factory(server.port)
+        async with Client(gate.url, reconnect_base=0.05, reconnect_max=0.5) as ab:
+            email_a = new_email()
+            await ab.auth.sign_up(email_a, PASSWORD)
+            user_a = ab.auth.user["id"]
+            gate.cut()
+            op = {"entity": "notes", "id": f"{u}a", "op": "set", "data": {"n": 1}}
+            write = asyncio.ensure_future(ab.mutate([op]))
+            await eventually(lambda: ab.outbox.pending == 1, what="queued")
+            await ab.auth.sign_out()  # offline: the tokens go, the session ends later
+            gate.open()
+            await signed_up(ab)  # someone else on this device
+            assert await ab.outbox.flush() == 1 and not write.done()  # not sent as them
+            await ab.auth.sign_in(email_a, PASSWORD)
+            outcome = await asyncio.wait_for(write, 20)
+            assert outcome["results"][0]["status"] == "created"
+            assert (await ab.data("notes").get(f"{u}a"))["userId"] == user_a
+        await gate.stop()
 
     run(scenario())

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
+
+_END = object()
 
 
 class Listeners(Generic[T]):
@@ -19,7 +21,8 @@ class Listeners(Generic[T]):
 
     def __init__(self) -> None:
         self._callbacks: list[Callable[[T], object]] = []
-        self._queues: list[asyncio.Queue[T]] = []
+        self._queues: list[asyncio.Queue[Any]] = []
+        self.ended = False
 
     def add(self, callback: Callable[[T], object]) -> Callable[[], None]:
         """Register `callback`; returns the function that removes it."""
@@ -40,18 +43,27 @@ class Listeners(Generic[T]):
         for queue in self._queues:
             queue.put_nowait(value)
 
+    def end(self) -> None:
+        """Finish every iteration (the source closed)."""
+        self.ended = True
+        for queue in self._queues:
+            queue.put_nowait(_END)
+
     async def iterate(self, first: T | None = None) -> AsyncIterator[T]:
-        """Every value from now on (after `first`, if given). A slow consumer skips to
-        the newest value rather than piling up old ones: each is a whole state."""
-        queue: asyncio.Queue[T] = asyncio.Queue()
+        """Every value from now on (after `first`, if given) until `end`. A slow
+        consumer skips to the newest value rather than piling up old ones: each is a
+        whole state."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
         self._queues.append(queue)
         try:
             if first is not None:
                 yield first
-            while True:
+            while not self.ended:
                 value = await queue.get()
-                while not queue.empty():
+                while not queue.empty() and value is not _END:
                     value = queue.get_nowait()
+                if value is _END:
+                    return
                 yield value
         finally:
             self._queues.remove(queue)

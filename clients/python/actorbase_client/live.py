@@ -82,12 +82,14 @@ class LiveQuery:
         """The first result (at once if there is one)."""
         async for result in self:
             return result
-        raise AssertionError("unreachable")
+        raise ActorbaseError("INVALID_ARGUMENT", "The live query was closed", 400)
 
     def close(self) -> None:
+        """Unsubscribe; an `async for` over it ends."""
         if not self.closed:
             self.closed = True
             self._transport.remove(self)
+            self._listeners.end()
 
     # -- frames (called by the transport) ------------------------------------------------
 

@@ -43,11 +43,17 @@ class Outbox:
         self._idle.set()
         self.failures: Listeners[Failure] = Listeners()
         self.sent: Listeners[dict[str, Any]] = Listeners()
+        self._changes: Listeners[int] = Listeners()
+        http.token_changes.add(lambda _: self.kick())  # signed in (again): send
 
     @property
     def pending(self) -> int:
         """Mutations not yet acknowledged by the server."""
         return len(self._entries)
+
+    def on_change(self, callback: Callable[[int], object]) -> Callable[[], None]:
+        """Called with `pending` whenever it changes (to show "3 changes not saved")."""
+        return self._changes.add(callback)
 
     def on_failure(self, callback: Callable[[Failure], object]) -> Callable[[], None]:
         """Hear of a queued mutation the server refused (also those queued by an earlier
@@ -68,9 +74,11 @@ class Outbox:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters[key] = waiter
             if not any(e.key == key for e in self._entries):
-                entry = Entry(key, ops)
+                claims = self._http.claims
+                entry = Entry(key, ops, claims.user_id if claims else None)
                 await self._store.add(entry)  # persisted before anything is sent
                 self._entries.append(entry)
+                self._changes.emit(self.pending)
                 self._optimistic.add(key, ops)
             self.kick()
         return await asyncio.shield(waiter)
@@ -107,6 +115,12 @@ class Outbox:
         try:
             while self._entries:
                 entry = self._entries[0]
+                claims = self._http.claims
+                if entry.user_id is not None and (
+                    claims is None or claims.user_id != entry.user_id
+                ):
+                    # Its user is not signed in: hold the queue (a sign-in kicks it).
+                    return
                 try:
                     response = await self._http.request(
                         "POST",
@@ -139,6 +153,7 @@ class Outbox:
     async def _done(self, entry: Entry) -> None:
         await self._store.remove(entry.key)
         self._entries.remove(entry)
+        self._changes.emit(self.pending)
 
     def _settle(self, key: str, outcome: dict[str, Any] | ActorbaseError) -> None:
         waiter = self._waiters.pop(key, None)

@@ -100,8 +100,10 @@ class Optimistic:
                 new = _merge({}, data)
                 new["createdAt"] = old["createdAt"] if old and "createdAt" in old else now
                 new["userId"] = old.get("userId") if old else self.user_id
+                if old and "updatedAt" in old:
+                    new["updatedAt"] = old["updatedAt"]
+            # updatedAt stays the server's (none for a new row): never a made-up version.
             new["id"] = rid
-            new["updatedAt"] = now
             if matches(base.where, new):
                 rows[rid] = _project(new, base.fields)
             else:

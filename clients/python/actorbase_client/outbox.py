@@ -21,6 +21,9 @@ class Entry:
     """The idempotency key: a resend of an entry the server already committed is
     answered with the first commit's outcome, never applied twice."""
     ops: list[dict[str, Any]]
+    user_id: str | None = None
+    """Who made it: it is sent only with that user's token (another user signed in
+    meanwhile waits for them)."""
     created_at: float = field(default_factory=time.time)
 
 
@@ -73,7 +76,8 @@ class SQLiteOutbox:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS outbox ("
                 " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-                " key TEXT NOT NULL UNIQUE, ops TEXT NOT NULL, created_at REAL NOT NULL)"
+                " key TEXT NOT NULL UNIQUE, ops TEXT NOT NULL, user_id TEXT,"
+                " created_at REAL NOT NULL)"
             )
             conn.commit()
             self._conn = conn
@@ -81,8 +85,10 @@ class SQLiteOutbox:
 
     async def load(self) -> list[Entry]:
         def read() -> list[Entry]:
-            rows = self._db().execute("SELECT key, ops, created_at FROM outbox ORDER BY seq")
-            return [Entry(k, json.loads(o), c) for k, o, c in rows]
+            rows = self._db().execute(
+                "SELECT key, ops, user_id, created_at FROM outbox ORDER BY seq"
+            )
+            return [Entry(k, json.loads(o), u, c) for k, o, u, c in rows]
 
         return list(await self._run(read))
 
@@ -90,8 +96,9 @@ class SQLiteOutbox:
         def write() -> None:
             with self._db() as db:
                 db.execute(
-                    "INSERT OR IGNORE INTO outbox (key, ops, created_at) VALUES (?, ?, ?)",
-                    (entry.key, json.dumps(entry.ops), entry.created_at),
+                    "INSERT OR IGNORE INTO outbox (key, ops, user_id, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (entry.key, json.dumps(entry.ops), entry.user_id, entry.created_at),
                 )
 
         await self._run(write)
