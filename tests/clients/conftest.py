@@ -54,7 +54,9 @@ async def signed_up(ab: Any, email: str | None = None) -> str:
 
 class Gate:
     """A TCP relay to `target_port`. `cut()` closes every relayed connection and
-    refuses new ones until `open()`; `swallow_next(marker)` forwards the next request
+    refuses new ones until `open()`; `freeze()` silently drops whatever the connections
+    open now carry, both ways, as a cable pulled without a FIN would (new connections
+    pass); `swallow_next(marker)` forwards the next request
     containing `marker` to the server but closes the client's side without its
     response (an acknowledgement lost on the way back)."""
 
@@ -66,6 +68,7 @@ class Gate:
         self._links: set[asyncio.StreamWriter] = set()
         self._swallow: bytes | None = None
         self._relays: set[asyncio.Task[Any]] = set()
+        self._frozen: set[asyncio.StreamWriter] = set()
         self.swallowed = 0
 
     @property
@@ -93,6 +96,9 @@ class Gate:
     def open(self) -> None:
         self._open = True
 
+    def freeze(self) -> None:
+        self._frozen.update(self._links)
+
     def swallow_next(self, marker: bytes) -> None:
         self._swallow = marker
 
@@ -115,6 +121,8 @@ class Gate:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
             with contextlib.suppress(OSError, asyncio.IncompleteReadError):
                 while data := await src.read(65536):
+                    if dst in self._frozen:
+                        continue
                     if up and self._swallow is not None and self._swallow in data:
                         self._swallow = None
                         self.swallowed += 1

@@ -132,3 +132,27 @@ def test_pings_are_answered_and_signing_out_parks_the_socket(make_server, backen
             assert ab.connection.stats.connects == 2 and live.stats.inits == 1
 
     run(scenario())
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_a_silent_socket_is_replaced_and_resumed(make_server, gate_factory, backend_name):
+    server = make_server(backend_name, WS_PING_INTERVAL=0.2)
+    query = {"notes": {"$order": {"n": "asc"}}}
+    u = uuid.uuid4().hex[:8] + "-"
+
+    async def scenario() -> None:
+        gate = await gate_factory(server.port)
+        async with Client(gate.url, idle_timeout=1.5, reconnect_base=0.05) as ab:
+            await ab.auth.sign_up(new_email(), PASSWORD)
+            live = ab.live(query)
+            await live.ready()
+            gate.freeze()  # no FIN, no RST: only silence tells
+            outcome = await ab.mutate([_set(u, 1)])  # over a new HTTP connection
+            await eventually(lambda: ab.connection.stats.connects == 2, what="replaced")
+            await eventually(lambda: live.tx >= outcome["tx"], what="resumed")
+            assert len(live.result["notes"]) == 1 and not ab._optimistic.pending
+            assert live.stats.inits == 1
+            assert live.result == {"notes": (await ab.query(query))["notes"]}
+        await gate.stop()
+
+    run(scenario())
