@@ -155,9 +155,10 @@ def test_async_for_yields_each_new_result(server):
     run(scenario())
 
 
-def test_a_refused_query_ends_the_iteration_with_the_error(server):
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_a_refused_query_ends_the_iteration_with_the_error(server, transport):
     async def scenario() -> None:
-        async with Client(server.url) as ab:
+        async with Client(server.url, transport=transport) as ab:
             await signed_up(ab)
             live = ab.live({"tasks": {"$where": {"n": {"$bogus": 1}}}})
             with pytest.raises(ActorbaseError) as refused:

@@ -146,11 +146,19 @@ def test_a_silent_socket_is_replaced_and_resumed(make_server, gate_factory, back
             await ab.auth.sign_up(new_email(), PASSWORD)
             live = ab.live(query)
             await live.ready()
+            room = ab.presence("room-" + u)
+            await room.enter({"name": "Ada"})
+            first_me = room.me
             gate.freeze()  # no FIN, no RST: only silence tells
             outcome = await ab.mutate([_set(u, 1)])  # over a new HTTP connection
             await eventually(lambda: ab.connection.stats.connects == 2, what="replaced")
             await eventually(lambda: live.tx >= outcome["tx"], what="resumed")
             assert len(live.result["notes"]) == 1 and not ab._optimistic.pending
+            # The room was entered again from the new socket, with the same data.
+            await eventually(
+                lambda: [p["id"] for p in room.peers] == [room.me] != [first_me], what="re-entered"
+            )
+            assert room.peers[0]["data"] == {"name": "Ada"}
             assert live.stats.inits == 1
             assert live.result == {"notes": (await ab.query(query))["notes"]}
         await gate.stop()
