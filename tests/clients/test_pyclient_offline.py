@@ -98,7 +98,9 @@ def test_a_queued_write_waits_for_its_own_user(make_server, gate_factory, backen
 
     async def scenario() -> None:
         gate = await gate_factory(server.port)
-        async with Client(gate.url, reconnect_base=0.05, reconnect_max=0.5) as ab:
+        # Long backoffs: the sender retries only when kicked (sign-out, sign-in, flush),
+        # so no attempt with the first user's token is still in flight at the switch.
+        async with Client(gate.url, reconnect_base=5, reconnect_max=5) as ab:
             email_a = new_email()
             await ab.auth.sign_up(email_a, PASSWORD)
             user_a = ab.auth.user["id"]
@@ -106,6 +108,7 @@ def test_a_queued_write_waits_for_its_own_user(make_server, gate_factory, backen
             op = {"entity": "notes", "id": f"{u}a", "op": "set", "data": {"n": 1}}
             write = asyncio.ensure_future(ab.mutate([op]))
             await eventually(lambda: ab.outbox.pending == 1, what="queued")
+            assert await ab.outbox.flush() == 1  # tried and failed: offline
             await ab.auth.sign_out()  # offline: the tokens go, the session ends later
             gate.open()
             await signed_up(ab)  # someone else on this device

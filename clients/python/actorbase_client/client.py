@@ -73,6 +73,7 @@ class Client:
             self._http, store, self._optimistic, Backoff(reconnect_base, reconnect_max)
         )
         self._lives: dict[str, LiveQuery] = {}
+        self._tracked = _Tracked(self.connection, self._lives)
         self._rooms: dict[str, Room] = {}
         self.auth.on_change(self._on_user)
         self._optimistic.on_change(self._on_pending)
@@ -122,9 +123,7 @@ class Client:
 
     def live(self, query: dict[str, Any]) -> LiveQuery:
         """A live query, subscribed at once; `close()` it when done."""
-        live = LiveQuery(
-            query, self.connection.next_id("q"), self._transport_for_live(), self._optimistic
-        )
+        live = LiveQuery(query, self.connection.next_id("q"), self._tracked, self._optimistic)
         self._lives[live.id] = live
         live.subscribe(lambda _: self._retire())
         return live
@@ -135,21 +134,6 @@ class Client:
         if room not in self._rooms:
             self._rooms[room] = Room(self.connection, room)
         return self._rooms[room]
-
-    def _transport_for_live(self) -> Any:
-        client = self
-
-        class _Tracked:
-            """The transport, forgetting the query in this client when it closes."""
-
-            def add(self, live: LiveQuery) -> None:
-                client.connection.add(live)
-
-            def remove(self, live: LiveQuery) -> None:
-                client._lives.pop(live.id, None)
-                client.connection.remove(live)
-
-        return _Tracked()
 
     # -- optimistic bookkeeping ------------------------------------------------------------
 
@@ -176,3 +160,19 @@ class Client:
                 ):
                     return True
         return False
+
+
+class _Tracked:
+    """The transport as the client's live queries see it: a closed query is also
+    forgotten by the client (no more optimistic bookkeeping for it)."""
+
+    def __init__(self, transport: Connection | SseTransport, lives: dict[str, LiveQuery]) -> None:
+        self._transport = transport
+        self._lives = lives
+
+    def add(self, live: LiveQuery) -> None:
+        self._transport.add(live)
+
+    def remove(self, live: LiveQuery) -> None:
+        self._lives.pop(live.id, None)
+        self._transport.remove(live)

@@ -38,8 +38,6 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE = 64 << 20
 """Largest frame accepted: a q-init may reach QUERY_MAX_BYTES (16 MiB by default)."""
 
-States = ("connecting", "open", "offline", "closed")
-
 
 @dataclass(slots=True)
 class ConnectionStats:

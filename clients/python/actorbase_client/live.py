@@ -128,10 +128,6 @@ class LiveQuery:
         }
         self._listeners.emit(self._result)
 
-    def base_view(self, entity: str) -> list[Row]:
-        """The server's rows alone, without pending mutations."""
-        return self._sets[entity].view()
-
     def overlay_changes(self, key: str, entity: str) -> bool:
         """Whether pending mutation `key` alone would change this result of `entity`
         (timestamps aside): if not, nothing is left to wait for."""

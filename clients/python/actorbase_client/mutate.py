@@ -41,6 +41,7 @@ class Outbox:
         self._sender: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._closed = False
         self.failures: Listeners[Failure] = Listeners()
         self.sent: Listeners[dict[str, Any]] = Listeners()
         self._changes: Listeners[int] = Listeners()
@@ -68,6 +69,8 @@ class Outbox:
         self.kick()
 
     async def submit(self, ops: list[dict[str, Any]], key: str | None) -> dict[str, Any]:
+        if self._closed:
+            raise ActorbaseError("INVALID_ARGUMENT", "The client is closed", 400)
         key = key or str(uuid.uuid4())
         waiter = self._waiters.get(key)
         if waiter is None:
@@ -85,6 +88,8 @@ class Outbox:
 
     def kick(self) -> None:
         """Start sending (or retry at once if the sender is waiting out a backoff)."""
+        if self._closed:
+            return
         if self._sender is None or self._sender.done():
             if self._entries:
                 self._idle.clear()
@@ -102,6 +107,7 @@ class Outbox:
         return self.pending
 
     async def close(self) -> None:
+        self._closed = True
         if self._sender is not None:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):

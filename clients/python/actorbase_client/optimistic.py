@@ -49,8 +49,9 @@ class Optimistic:
     def add(self, key: str, ops: list[dict[str, Any]]) -> None:
         if any(p.key == key for p in self.pending):
             return
-        self.pending.append(Pending(key, ops))
-        self._changed(Pending(key, ops).entities())
+        pending = Pending(key, ops)
+        self.pending.append(pending)
+        self._changed(pending.entities())
 
     def acknowledged(self, key: str, tx: int) -> None:
         for p in self.pending:
