@@ -3,6 +3,7 @@ before expiry, sessions, CRUD, queries and typed errors; on both backends."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pyotp
@@ -10,7 +11,7 @@ import pytest
 from actorbase_client import ActorbaseError, Client, FileTokenStorage, NetworkError
 
 from tests.clients.conftest import PASSWORD, new_email, run, signed_up
-from tests.serverproc import ADMIN_TOKEN, Api
+from tests.serverproc import Api
 
 
 def test_sign_up_in_out_and_sessions(server):
@@ -97,8 +98,6 @@ def test_a_refused_access_token_is_refreshed_once_and_the_call_retried(server, t
 
 
 async def asyncio_gather_lists(ab: Client) -> list:
-    import asyncio
-
     return list(await asyncio.gather(*(ab.data("notes_py").list() for _ in range(5))))
 
 
@@ -147,7 +146,3 @@ def test_functions_call_answers_errors_in_the_seed_format(server):
             assert missing.value.status == 404 and missing.value.code == "NOT_FOUND"
 
     run(scenario())
-
-
-def test_admin_token_is_not_needed_by_the_client():
-    assert ADMIN_TOKEN  # the client has no admin mode: apps hold user tokens only
