@@ -195,6 +195,7 @@ def settle(api: Api, tabs: list[Tab], timeout: float = 45) -> list[dict[str, Any
             for tab in tabs
             if tab.state() != "open"
             or tab.outbox() != 0
+            or any(m["state"] == "pending" for m in tab.debug("mutations"))
             or tab.rows() != rows
             or tab.dom() != expected_dom
         ]
