@@ -74,6 +74,7 @@ from handlers import jsonwire, socketlog
 from handlers.accesslog import client_ip, user_of
 from handlers.base import principal_for_token
 from handlers.cors import log_refused, websocket_origin_allowed
+from handlers.eager import run_eagerly
 from handlers.resume import check_since, since_of
 from store import idempotency, permissions
 from store.mutations import parse_ops
@@ -334,8 +335,13 @@ class Session:
 
     # -- incoming --------------------------------------------------------------------------
 
-    async def on_message(self, message: str | bytes) -> None:
+    def on_message(self, message: str | bytes) -> Future[None] | None:
+        """Handled at once (the frame protocol reads the next frame after it); a
+        future only if the handling has to wait (handlers.eager)."""
         self._messages_in += 1
+        return run_eagerly(self._on_message(message))
+
+    async def _on_message(self, message: str | bytes) -> None:
         try:
             await self._handle(message)
         except ApiError as exc:
