@@ -69,6 +69,7 @@ from actors.connection import (
 )
 from actors.hub import CLOSE_AUTH, CLOSE_HEARTBEAT, CLOSE_TOO_MANY
 from actors.room import ROOM_RE
+from actors.runtime import LATER, handle_now
 from actors.transactor import submit
 from handlers import jsonwire, socketlog
 from handlers.accesslog import client_ip, user_of
@@ -391,6 +392,14 @@ class Session:
             raise InvalidArgument(f"Unknown message type {kind!r}")
         await handler(self, msg)
 
+    async def _ask(self, message: Any) -> Any:
+        """Ask the connection actor: answered on the spot while it is idle, as it is
+        between this socket's messages (actors.runtime.handle_now), else in its turn."""
+        reply = handle_now(self._conn, message)
+        if reply is LATER:
+            reply = await ask(self._conn, message)
+        return reply
+
     def _take_token(self) -> None:
         rate = self.ctx.settings.ws_message_rate
         now = time.monotonic()
@@ -430,7 +439,7 @@ class Session:
             changed = principal != self.principal
             self.principal = principal
             if changed:
-                for exc in await ask(self._conn, Reauth(principal)):
+                for exc in await self._ask(Reauth(principal)):
                     self.send_api_error(exc, None)
         else:
             ctx = self.ctx
@@ -468,11 +477,11 @@ class Session:
         since = since_of(msg.get("since"))  # resume: see handlers.resume
         if since is not None:
             await check_since(self.ctx, since)
-        await ask(self._conn, Subscribe(sub_id, dumps(sub_id), query, normalized, since))
+        await self._ask(Subscribe(sub_id, dumps(sub_id), query, normalized, since))
 
     async def _unsubscribe(self, msg: dict[str, Any]) -> None:
         sub_id = _sub_id(msg)
-        await ask(self._conn, Unsubscribe(sub_id))
+        await self._ask(Unsubscribe(sub_id))
         self.send({"type": "unsubscribe-ok", "id": sub_id})
 
     async def _mutate(self, msg: dict[str, Any]) -> None:
@@ -539,7 +548,7 @@ class Session:
                 raise PayloadTooLarge(f"data: presence data exceeds {limit} bytes")
             assert self.principal is not None
             permissions.check_room(self.principal, room)
-        entered = await ask(self._conn, PresenceOp(op, room, data))
+        entered = await self._ask(PresenceOp(op, room, data))
         if entered is not None:
             await entered  # rooms across processes: the database decides if one is full
 
