@@ -187,6 +187,22 @@ def _users(system: str, url: str, n: int) -> list[str]:
     return tokens
 
 
+def _db_cpu(name: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving database `name` (its
+    process title is `postgres: CLUSTER: USER DATABASE HOST(PORT) STATE`)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().decode(errors="replace")
+            if title.startswith("postgres: ") and f" {name} " in title:
+                out[int(entry.name)] = _cpu_seconds(int(entry.name))
+        except OSError:  # gone meanwhile
+            continue
+    return out
+
+
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
@@ -213,10 +229,12 @@ def run(args: argparse.Namespace, url: str, ws_url: str, server_pid: int | None)
         client_pids = [p.pid for p in procs if p.pid is not None]
         cpu0 = [_cpu_seconds(pid) for pid in client_pids]
         srv0 = _cpu_seconds(server_pid) if server_pid else 0.0
+        db0 = _db_cpu(args.db_name) if args.db_name else {}
         for pipe in pipes:
             pipe.send("go")
         parts = [pipe.recv() for pipe in pipes]
         srv1 = _cpu_seconds(server_pid) if server_pid else 0.0
+        db1 = _db_cpu(args.db_name) if args.db_name else {}
         cpu1 = [_cpu_seconds(pid) for pid in client_pids]
         first = min(p[0] for p in parts)
         last = max(p[1] for p in parts)
@@ -230,6 +248,12 @@ def run(args: argparse.Namespace, url: str, ws_url: str, server_pid: int | None)
             if server_pid
             else ""
         )
+        if args.db_name:
+            used = sum(t - db0.get(pid, 0.0) for pid, t in db1.items())
+            server += (
+                f"its PostgreSQL backends {used / wall * 100:.0f}% "
+                f"({used / max(1, len(times)) * 1000:.2f} ms a socket), "
+            )
         print(
             f"{args.system}: {len(times)} sockets {_DONE[args.upto]} in {wall:.2f} s: "
             f"{len(times) / wall:.0f}/s; open→initial result p50 {_pct(times, 50):.1f} ms, "
@@ -257,6 +281,10 @@ def main() -> None:
     parser.add_argument("--system", choices=["actorbase", "parse"], default="actorbase")
     parser.add_argument("--url", help="a running server (Parse: its mount, …/parse)")
     parser.add_argument("--pid", type=int, help="the running server's pid, for its CPU")
+    parser.add_argument(
+        "--db-name",
+        help="also count the CPU of the PostgreSQL backends of this database (Parse's: parse)",
+    )
     parser.add_argument("--database-url", help="actorbase's own server on PostgreSQL")
     parser.add_argument("--sockets", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=48)
