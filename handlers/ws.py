@@ -23,9 +23,12 @@ too, malformed ones and those before `auth`): over it, `error` RATE_LIMITED and 
 message is dropped; the socket stays open, unless it has not authenticated yet: then
 it is closed with 4001, like a socket that sends anything but `auth` or `pong` first.
 
-Everything here runs on the IOLoop. Messages of one socket are handled one at a time
-in order (Tornado awaits `on_message`), except `mutate`, which waits for COMMIT in a
-task of its own so a slow write never delays a pong.
+Everything here runs on the IOLoop. A socket is a `Session` on Tornado's frame
+protocol, whichever way it was accepted (handlers.upgrade answers plain handshakes
+before routing; `WebSocket`, the route, the rest). Messages of one socket are handled
+one at a time in order (the frame protocol awaits `on_message`; a message whose
+handling never waits costs no task, handlers.eager), except `mutate`, which waits for
+COMMIT in a task of its own so a slow write never delays a pong.
 """
 
 from __future__ import annotations
