@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from pykka._envelope import Envelope
     from pykka._types import OptExcInfo
 
-__all__ = ["CallbackFuture", "CallbackThreadingActor", "LoopActor", "bind_loop"]
+__all__ = [
+    "LATER",
+    "CallbackFuture",
+    "CallbackThreadingActor",
+    "LoopActor",
+    "bind_loop",
+    "handle_now",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +89,20 @@ def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
     """
     global _scheduler
     _scheduler = _Scheduler(loop)
+
+
+LATER = object()
+"""`handle_now`'s answer when the message must be asked the usual way."""
+
+
+def handle_now(ref: ActorRef[Any], message: Any) -> Any:
+    """Handle `message` at once if that is what an ask would do once its turn came:
+    `ref` is a LoopActor of the running loop, started and not stopped, with nothing
+    queued or being handled. Returns its reply (raises what its handler raises), with
+    no envelope, future or loop turn; else LATER, and nothing was done: ask instead.
+    For a caller on the loop that would only await the reply."""
+    inbox = ref.actor_inbox
+    return inbox.handle_now(message) if isinstance(inbox, _Mailbox) else LATER
 
 
 class CallbackFuture(pykka.ThreadingFuture[T]):
@@ -248,6 +269,25 @@ class _Mailbox:
             self._actor._loop_actor_setup()
         finally:
             self._drain()
+
+    def handle_now(self, message: Any) -> Any:
+        """`runtime.handle_now` for this actor; loop thread only."""
+        actor = self._actor
+        if (
+            self._scheduled  # not started, a drain pending, or handling a message now
+            or self._stopped
+            or actor is None
+            or asyncio._get_running_loop() is not self._scheduler.loop
+        ):
+            return LATER
+        self._scheduled = True  # busy, as in a drain: puts meanwhile queue behind it
+        try:
+            return actor._handle_receive(message)
+        finally:
+            self._scheduled = False
+            if self._stopped or self._head < len(self._queue):
+                self._scheduled = True
+                self._scheduler.loop.call_soon(self._drain)
 
     def _take(self) -> Envelope[Any] | None:
         """The next message, or None if there is none; loop thread only."""

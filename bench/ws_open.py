@@ -20,6 +20,7 @@ busy box) and the clients used.
 
     python -m bench.ws_open [--system actorbase|parse] [--url …] [--sockets 2000]
                             [--concurrency 48] [--workers 2] [--users 50]
+                            [--upto open|auth|subscribe]
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ from bench.realtime import _Client, _client_frame, _cpu_seconds, _raise_fd_limit
 from tests.serverproc import PostgresDatabase, ServerProcess
 
 PARSE_APP = "bench"
+_DONE = {
+    "open": "opened",
+    "auth": "opened+authed",
+    "subscribe": "opened+authed+subscribed",
+}
 
 
 class _Socket(_Client):
@@ -66,7 +72,10 @@ class _Socket(_Client):
         return await asyncio.wait_for(future, 60)
 
 
-def _steps(system: str, token: str, i: int) -> list[tuple[dict[str, Any], bytes]]:
+def _steps(system: str, token: str, upto: str) -> list[tuple[dict[str, Any], bytes]]:
+    """The messages a socket sends after the upgrade, each with its reply's marker,
+    up to phase `upto` ("open": none, "auth", or "subscribe": both)."""
+    count = {"open": 0, "auth": 1, "subscribe": 2}[upto]
     if system == "parse":
         return [
             ({"op": "connect", "applicationId": PARSE_APP, "sessionToken": token}, b'"connected"'),
@@ -79,18 +88,24 @@ def _steps(system: str, token: str, i: int) -> list[tuple[dict[str, Any], bytes]
                 },
                 b'"subscribed"',
             ),
-        ]
+        ][:count]
     return [
         ({"type": "auth", "token": token}, b'"auth-ok"'),
         (
             {"type": "subscribe", "id": "q", "query": {"todo": {"$where": {}, "$limit": 20}}},
             b'"q-init"',
         ),
-    ]
+    ][:count]
 
 
 async def _worker_main(
-    pipe: Connection, system: str, ws_url: str, tokens: list[str], count: int, concurrency: int
+    pipe: Connection,
+    system: str,
+    ws_url: str,
+    tokens: list[str],
+    count: int,
+    concurrency: int,
+    upto: str,
 ) -> None:
     loop = asyncio.get_running_loop()
     rest = ws_url.removeprefix("ws://")
@@ -114,7 +129,7 @@ async def _worker_main(
                 _, s = await loop.create_connection(lambda: _Socket(handshake), host, int(port))
                 sockets.append(s)
                 await s.upgraded
-                for message, marker in _steps(system, tokens[i % len(tokens)], i):
+                for message, marker in _steps(system, tokens[i % len(tokens)], upto):
                     await s.call_raw(message, marker)
             except Exception as e:  # counted and reported, not fatal
                 errors.append(repr(e)[:200])
@@ -141,9 +156,10 @@ def _worker(
     tokens: list[str],
     count: int,
     concurrency: int,
+    upto: str,
 ) -> None:
     _raise_fd_limit()
-    asyncio.run(_worker_main(pipe, system, ws_url, tokens, count, concurrency))
+    asyncio.run(_worker_main(pipe, system, ws_url, tokens, count, concurrency, upto))
 
 
 def _users(system: str, url: str, n: int) -> list[str]:
@@ -171,6 +187,22 @@ def _users(system: str, url: str, n: int) -> list[str]:
     return tokens
 
 
+def _db_cpu(name: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving database `name` (its
+    process title is `postgres: CLUSTER: USER DATABASE HOST(PORT) STATE`)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().decode(errors="replace")
+            if title.startswith("postgres: ") and f" {name} " in title:
+                out[int(entry.name)] = _cpu_seconds(int(entry.name))
+        except OSError:  # gone meanwhile
+            continue
+    return out
+
+
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
@@ -187,7 +219,7 @@ def run(args: argparse.Namespace, url: str, ws_url: str, server_pid: int | None)
             ours, theirs = mp.Pipe()
             proc = mp.Process(
                 target=_worker,
-                args=(theirs, args.system, ws_url, tokens, count, max(1, share)),
+                args=(theirs, args.system, ws_url, tokens, count, max(1, share), args.upto),
                 daemon=True,
             )
             proc.start()
@@ -197,10 +229,12 @@ def run(args: argparse.Namespace, url: str, ws_url: str, server_pid: int | None)
         client_pids = [p.pid for p in procs if p.pid is not None]
         cpu0 = [_cpu_seconds(pid) for pid in client_pids]
         srv0 = _cpu_seconds(server_pid) if server_pid else 0.0
+        db0 = _db_cpu(args.db_name) if args.db_name else {}
         for pipe in pipes:
             pipe.send("go")
         parts = [pipe.recv() for pipe in pipes]
         srv1 = _cpu_seconds(server_pid) if server_pid else 0.0
+        db1 = _db_cpu(args.db_name) if args.db_name else {}
         cpu1 = [_cpu_seconds(pid) for pid in client_pids]
         first = min(p[0] for p in parts)
         last = max(p[1] for p in parts)
@@ -214,8 +248,14 @@ def run(args: argparse.Namespace, url: str, ws_url: str, server_pid: int | None)
             if server_pid
             else ""
         )
+        if args.db_name:
+            used = sum(t - db0.get(pid, 0.0) for pid, t in db1.items())
+            server += (
+                f"its PostgreSQL backends {used / wall * 100:.0f}% "
+                f"({used / max(1, len(times)) * 1000:.2f} ms a socket), "
+            )
         print(
-            f"{args.system}: {len(times)} sockets opened+authed+subscribed in {wall:.2f} s: "
+            f"{args.system}: {len(times)} sockets {_DONE[args.upto]} in {wall:.2f} s: "
             f"{len(times) / wall:.0f}/s; open→initial result p50 {_pct(times, 50):.1f} ms, "
             f"p99 {_pct(times, 99):.1f} ms ({args.users} users, {args.concurrency} in flight "
             f"over {args.workers} client processes; cpu: {server}clients {clients:.0f}% of "
@@ -241,12 +281,22 @@ def main() -> None:
     parser.add_argument("--system", choices=["actorbase", "parse"], default="actorbase")
     parser.add_argument("--url", help="a running server (Parse: its mount, …/parse)")
     parser.add_argument("--pid", type=int, help="the running server's pid, for its CPU")
+    parser.add_argument(
+        "--db-name",
+        help="also count the CPU of the PostgreSQL backends of this database (Parse's: parse)",
+    )
     parser.add_argument("--database-url", help="actorbase's own server on PostgreSQL")
     parser.add_argument("--sockets", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=48)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--runs", type=int, default=1, help="repeat, one server")
+    parser.add_argument(
+        "--upto",
+        choices=list(_DONE),
+        default="subscribe",
+        help="stop each socket after this phase (the CPU of each phase, by difference)",
+    )
     args = parser.parse_args()
     _raise_fd_limit()
     if args.url or args.system == "parse":

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import tornado.web
 
 from actorbase.context import Context
-from handlers import bodylimit, requestscope
+from handlers import bodylimit, upgrade
 from handlers.accesslog import log_request
 from handlers.admin import SchemaHandler, StatsHandler
 from handlers.admin_live import AppHandler, PulseHandler, RoomsHandler
@@ -99,8 +99,10 @@ def make_app(ctx: Context) -> tornado.web.Application:
         (r"/admin/?", AdminPageHandler),
         (r"/admin/(.+)", AdminAssetHandler),
     ]
-    return requestscope.Application(  # request ids, route names for the access log
+    # Request ids and route names for the access log; plain WebSocket upgrades first.
+    return upgrade.Application(
         routes,
+        ctx=ctx,
         limit=ctx.settings.max_body_bytes,
         drain=bodylimit.largest_body(ctx.settings),
         default_handler_class=NotFoundHandler,

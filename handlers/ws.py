@@ -23,9 +23,12 @@ too, malformed ones and those before `auth`): over it, `error` RATE_LIMITED and 
 message is dropped; the socket stays open, unless it has not authenticated yet: then
 it is closed with 4001, like a socket that sends anything but `auth` or `pong` first.
 
-Everything here runs on the IOLoop. Messages of one socket are handled one at a time
-in order (Tornado awaits `on_message`), except `mutate`, which waits for COMMIT in a
-task of its own so a slow write never delays a pong.
+Everything here runs on the IOLoop. A socket is a `Session` on Tornado's frame
+protocol, whichever way it was accepted (handlers.upgrade answers plain handshakes
+before routing; `WebSocket`, the route, the rest). Messages of one socket are handled
+one at a time in order (the frame protocol awaits `on_message`; a message whose
+handling never waits costs no task, handlers.eager), except `mutate`, which waits for
+COMMIT in a task of its own so a slow write never delays a pong.
 """
 
 from __future__ import annotations
@@ -36,11 +39,16 @@ import struct
 import time
 import uuid
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
+import tornado.web
 import tornado.websocket
 import ujson
+from tornado.concurrent import Future
+from tornado.httputil import HTTPServerRequest
 from tornado.iostream import IOStream, StreamClosedError
+from tornado.websocket import WebSocketProtocol, _WebSocketParams
 
 from actorbase.context import Context
 from actorbase.errors import (
@@ -64,11 +72,13 @@ from actors.connection import (
 )
 from actors.hub import CLOSE_AUTH, CLOSE_HEARTBEAT, CLOSE_TOO_MANY
 from actors.room import ROOM_RE
+from actors.runtime import LATER, handle_now
 from actors.transactor import submit
 from handlers import jsonwire, socketlog
 from handlers.accesslog import client_ip, user_of
 from handlers.base import principal_for_token
 from handlers.cors import log_refused, websocket_origin_allowed
+from handlers.eager import run_eagerly
 from handlers.resume import check_since, since_of
 from store import idempotency, permissions
 from store.mutations import parse_ops
@@ -103,17 +113,6 @@ def ws_frame(text: str) -> bytes:
 
 _PING = ws_frame('{"type":"ping"}')
 
-_DETACHED_METHODS = (
-    "write",
-    "redirect",
-    "set_header",
-    "set_cookie",
-    "set_status",
-    "flush",
-    "finish",
-)
-"""What Tornado's `WebSocketHandler._detach_stream` replaces on the instance."""
-
 
 def parse_live_query(ctx: Context, raw: Any) -> tuple[Query, str]:
     """A subscription's query, parsed with /api/query's limits and links, and the
@@ -124,15 +123,93 @@ def parse_live_query(ctx: Context, raw: Any) -> tuple[Query, str]:
     return query, repr(query)
 
 
-class WebSocket(tornado.websocket.WebSocketHandler):
-    """One client socket: the protocol state machine. Every write goes through
-    `send_bytes`, which counts unsent bytes for the connection's flow control.
+def write_now(stream: IOStream, data: bytes) -> tuple[int, Future[None] | None]:
+    """Write `data` after everything written to `stream` before it: the bytes left
+    for the stream to write and its future, (0, None) if the kernel took them all.
 
-    Its own state lives in slots, and `initialize` sets every instance attribute Tornado
-    adds after `__init__`: CPython 3.11 keeps an instance's attributes in a compact
-    array only while all of them fit one shared key table (at most 29 keys, filled by
-    the first instance; every later instance shrinks what is left). A key first set
-    after many sockets exist turns that socket's attributes into a full dict (~1.6 KiB).
+    While nothing waits on the stream, the bytes go straight to the socket: one send,
+    no future (Tornado's `write_message` costs a task and two futures a frame, most of
+    a fan-out's time). What the kernel does not take goes through the stream, which
+    keeps the order. Raises StreamClosedError if the stream is closed.
+    """
+    if not stream.writing() and stream.__class__ is IOStream:  # TLS: via the stream
+        try:
+            sent = stream.socket.send(data)
+        except OSError:  # would block, or failed: the stream's write handles it
+            sent = 0
+        if sent == len(data):
+            return 0, None
+        data = data[sent:]
+    return len(data), stream.write(data)
+
+
+def frame_params(ctx: Context) -> _WebSocketParams:
+    """The frame protocol's settings: no compression, no Tornado pings (the hub sends
+    ours), and a message over four times WS_MAX_MESSAGE_BYTES closed with 1009 (up
+    to it, `on_message` answers an error)."""
+    return _WebSocketParams(max_message_size=4 * ctx.settings.ws_max_message_bytes)
+
+
+class WebSocket(tornado.websocket.WebSocketHandler):
+    """The /ws route: the upgrades `handlers.upgrade` leaves to Tornado (anything
+    but a plain, valid handshake; it takes the rest before routing). Tornado answers
+    the invalid ones (400, 403 for a refused origin, 426 for another version) and
+    accepts the others; the socket is then a `Session`, as on the short path."""
+
+    def initialize(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    @property
+    def max_message_size(self) -> int:
+        return frame_params(self.ctx).max_message_size
+
+    def check_origin(self, origin: str) -> bool:
+        # Pages of this server and CORS_ORIGINS; clients sending no Origin never get here.
+        ctx, host = self.ctx, self.request.host
+        allowed = websocket_origin_allowed(ctx.settings.cors_origins, origin, host)
+        if not allowed:
+            log_refused(origin, "websocket")
+        return allowed
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        conn = self.ws_connection
+        assert conn is not None
+        ip = client_ip(self.request, self.ctx.settings.trust_proxy)
+        session = Session(self.ctx, conn, ip, REQUEST_ID.get())
+        conn.handler = session  # its frames and its close go to the session from here
+        self.ws_connection = None
+        session.open()
+
+
+class Upgraded:
+    """What the access log and /metrics read of a 101 that `handlers.upgrade`
+    answered without a RequestHandler: the fields `accesslog.log_request` and
+    `Metrics.observe` read of the route's handler (counted under the same route)."""
+
+    __slots__ = ("application", "ctx", "request")
+
+    principal = None
+
+    def __init__(
+        self,
+        application: tornado.web.Application,
+        ctx: Context,
+        request: HTTPServerRequest,
+    ) -> None:
+        self.application = application
+        self.ctx = ctx
+        self.request = request
+
+    def get_status(self) -> int:
+        return 101
+
+
+class Session:
+    """One client socket once upgraded: the protocol state machine, and the delegate
+    of Tornado's frame protocol (`WebSocketProtocol13`: masking, fragmentation, ping
+    and close frames, the size limit). Every write goes through `send_bytes`, which
+    counts unsent bytes for the connection's flow control. A plain object with slots,
+    not a RequestHandler: a socket keeps only what it uses.
     """
 
     __slots__ = (
@@ -148,26 +225,27 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         "_server_close",
         "_tasks",
         "_unsent",
+        "close_code",
+        "close_reason",
         "conn_id",
         "ctx",
         "expires_at",
         "principal",
+        "reader",
         "session_id",
+        "ws_connection",
     )
 
     _tasks: set[asyncio.Task[None]] | None
     """Mutations waiting for COMMIT; `settle` waits for them before a 1001 close."""
 
-    def initialize(self, ctx: Context) -> None:
-        # Tornado's later attributes, in its order; `_detach_stream` replaces the bound
-        # methods with ones that raise once the handshake is done.
-        self._transforms = None
-        self.path_args = self.path_kwargs = None
-        self.open_args: tuple[str, ...] = ()
-        self.open_kwargs: dict[str, str] = {}
-        for name in _DETACHED_METHODS:
-            setattr(self, name, getattr(self, name))
+    def __init__(
+        self, ctx: Context, conn: WebSocketProtocol, ip: str, request_id: str | None
+    ) -> None:
         self.ctx = ctx
+        self.ws_connection: WebSocketProtocol | None = conn
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
         self.conn_id: str | None = None
         """The id presence lists for this socket; `auth-ok` tells the client."""
         self.principal: Principal | None = None
@@ -179,40 +257,19 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         self._open = False
         self._unsent = Unsent()
         # The message-rate token bucket: (tokens, when last refilled).
-        self._bucket = (float(2 * ctx.settings.ws_message_rate), time.monotonic())
+        self._bucket = (float(2 * ctx.settings.ws_message_rate), self._opened_at)
         self._tasks = None
         # For the close line (handlers.socketlog): frames in and out, who closed.
         self._messages_in = self._messages_out = 0
         self._server_close: tuple[int | None, str | None] | None = None
-        self._rid: str | None = None
-        self._ip = ""
+        self._rid = request_id
+        self._ip = ip
+        self.reader: asyncio.Future[None] | None = None
+        """The task reading its frames, when the socket has one of its own
+        (handlers.upgrade; Tornado's handler task reads them on the long path)."""
 
-    @property
-    def max_message_size(self) -> int:
-        # Beyond this Tornado closes with 1009; up to it, on_message answers an error.
-        return 4 * self.ctx.settings.ws_max_message_bytes
-
-    def check_origin(self, origin: str) -> bool:
-        # Pages of this server and CORS_ORIGINS; clients sending no Origin never get here.
-        ctx, host = self.ctx, self.request.host
-        allowed = websocket_origin_allowed(ctx.settings.cors_origins, origin, host)
-        if not allowed:
-            log_refused(origin, "websocket")
-        return allowed
-
-    def open(self, *args: str, **kwargs: str) -> None:
-        # Tornado reads none of these after the handshake (its error log reads the
-        # request's method, uri and remote_ip): let them go rather than keep each for
-        # the socket's life. The headers are emptied in place, as the suspended
-        # handshake coroutines still refer to them; `ui` (template helpers) refers
-        # back to the handler.
-        self.ui = None
-        self._headers.clear()  # the 101 response's
-        request = self.request
-        self._ip = client_ip(request, self.ctx.settings.trust_proxy)
-        self._rid = REQUEST_ID.get()
-        request.headers.clear()
-        request.connection = request.server_connection = None
+    def open(self) -> None:
+        """The 101 is out: count the socket, or close it if the server is stopping."""
         if self.ctx.shutting_down or self.ctx.hub is None:
             self.close(1001, "Server is shutting down")
             return
@@ -220,6 +277,34 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         self.ctx.websockets += 1
         self.ctx.hub.websockets.add(self)
         socketlog.opened("websocket", None, self._ip)
+
+    # -- the frame protocol's callbacks ----------------------------------------------------
+
+    def on_ws_connection_close(
+        self, close_code: int | None = None, close_reason: str | None = None
+    ) -> None:
+        self.close_code = close_code
+        self.close_reason = close_reason
+        conn = self.ws_connection
+        if conn is not None:
+            self.ws_connection = None
+            conn.on_connection_close()
+        self.on_close()
+
+    def on_ping(self, data: bytes) -> None:
+        pass  # the frame protocol answers it with a pong frame
+
+    def on_pong(self, data: bytes) -> None:
+        pass  # the heartbeat is the seed's JSON ping and pong, not these frames
+
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """A callback raised (the frame protocol then drops the connection)."""
+        logger.error("websocket callback failed", exc_info=(typ, value, tb))  # type: ignore[arg-type]
 
     def on_close(self) -> None:
         if not self._open:
@@ -247,12 +332,20 @@ class WebSocket(tornado.websocket.WebSocketHandler):
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if self._server_close is None:
             self._server_close = (code, reason)
-        super().close(code, reason)
+        conn = self.ws_connection
+        if conn is not None:
+            self.ws_connection = None
+            conn.close(code, reason)
 
     # -- incoming --------------------------------------------------------------------------
 
-    async def on_message(self, message: str | bytes) -> None:
+    def on_message(self, message: str | bytes) -> Future[None] | None:
+        """Handled at once (the frame protocol reads the next frame after it); a
+        future only if the handling has to wait (handlers.eager)."""
         self._messages_in += 1
+        return run_eagerly(self._on_message(message))
+
+    async def _on_message(self, message: str | bytes) -> None:
         try:
             await self._handle(message)
         except ApiError as exc:
@@ -302,6 +395,14 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             raise InvalidArgument(f"Unknown message type {kind!r}")
         await handler(self, msg)
 
+    async def _ask(self, message: Any) -> Any:
+        """Ask the connection actor: answered on the spot while it is idle, as it is
+        between this socket's messages (actors.runtime.handle_now), else in its turn."""
+        reply = handle_now(self._conn, message)
+        if reply is LATER:
+            reply = await ask(self._conn, message)
+        return reply
+
     def _take_token(self) -> None:
         rate = self.ctx.settings.ws_message_rate
         now = time.monotonic()
@@ -341,7 +442,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
             changed = principal != self.principal
             self.principal = principal
             if changed:
-                for exc in await ask(self._conn, Reauth(principal)):
+                for exc in await self._ask(Reauth(principal)):
                     self.send_api_error(exc, None)
         else:
             ctx = self.ctx
@@ -379,11 +480,11 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         since = since_of(msg.get("since"))  # resume: see handlers.resume
         if since is not None:
             await check_since(self.ctx, since)
-        await ask(self._conn, Subscribe(sub_id, dumps(sub_id), query, normalized, since))
+        await self._ask(Subscribe(sub_id, dumps(sub_id), query, normalized, since))
 
     async def _unsubscribe(self, msg: dict[str, Any]) -> None:
         sub_id = _sub_id(msg)
-        await ask(self._conn, Unsubscribe(sub_id))
+        await self._ask(Unsubscribe(sub_id))
         self.send({"type": "unsubscribe-ok", "id": sub_id})
 
     async def _mutate(self, msg: dict[str, Any]) -> None:
@@ -450,7 +551,7 @@ class WebSocket(tornado.websocket.WebSocketHandler):
                 raise PayloadTooLarge(f"data: presence data exceeds {limit} bytes")
             assert self.principal is not None
             permissions.check_room(self.principal, room)
-        entered = await ask(self._conn, PresenceOp(op, room, data))
+        entered = await self._ask(PresenceOp(op, room, data))
         if entered is not None:
             await entered  # rooms across processes: the database decides if one is full
 
@@ -478,32 +579,18 @@ class WebSocket(tornado.websocket.WebSocketHandler):
         return ws_frame(text)
 
     def send_bytes(self, data: bytes) -> None:
-        """Write one frame (from `ws_frame`) after everything written before it.
-
-        While nothing waits on the stream, the frame goes straight to the socket: one
-        send, no future (Tornado's `write_message` costs a task and two futures a
-        frame, most of a fan-out's time). What the kernel does not take, and every
-        frame written behind it, goes through the stream, which keeps the order; those
-        bytes count as unsent until the stream has written them.
-        """
+        """Write one frame (from `ws_frame`) after everything written before it (see
+        `write_now`); bytes the kernel did not take count as unsent until written."""
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             return
         self._messages_out += 1
-        stream = conn.stream
-        if not stream.writing() and stream.__class__ is IOStream:  # TLS: via the stream
-            try:
-                sent = stream.socket.send(data)
-            except OSError:  # would block, or failed: the stream's write handles it
-                sent = 0
-            if sent == len(data):
-                return
-            data = data[sent:]
         try:
-            future = stream.write(data)
+            unsent, future = write_now(conn.stream, data)
         except StreamClosedError:
             return
-        self._unsent.track(len(data), future)
+        if future is not None:
+            self._unsent.track(unsent, future)
 
     def frame(self, kind: str, id_json: str, rest: str, tx: int | None) -> str:
         return '{"type":"' + kind + '","id":' + id_json + "," + rest
