@@ -7,6 +7,7 @@ box where other jobs take the cores, req/s follows the box; CPU per request foll
 the code.
 
     python -m bench.rest_cpu [--database-url postgresql://…]     # actorbase, own server
+    python -m bench.rest_cpu --admin                             # the admin token, for reference
     python -m bench.rest_cpu --system parse                      # /tmp/peers/parse running
 
 actorbase starts from the current directory's code (SQLite unless --database-url);
@@ -30,7 +31,7 @@ import requests
 from bench.realtime import _cpu_seconds
 from bench.rest import wrk
 from tests.handlers.accounts import signup
-from tests.serverproc import Api, PostgresDatabase, ServerProcess
+from tests.serverproc import ADMIN_TOKEN, Api, PostgresDatabase, ServerProcess
 
 PARSE = "http://127.0.0.1:1337"
 PARSE_DB = "postgresql://postgres:postgres@127.0.0.1:5432/parse"
@@ -125,7 +126,9 @@ def actorbase(args: argparse.Namespace) -> dict[str, Any]:
     url = db.url if db else f"sqlite:///{tmp / 'actorbase.db'}"
     server = ServerProcess(tmp, url, RATE_LIMIT="0", LOG_LEVEL="warning").start()
     try:
-        token = signup(Api(server.url)).access
+        # The user's token is the workload; --admin is the reference row (issue 13: the
+        # user's throughput within 15% of the admin's).
+        token = ADMIN_TOKEN if args.admin else signup(Api(server.url)).access
         api = Api(server.url, token)
         collection = "/api/data/todos"
         ids = [api.post(collection, json=DOC).json()["data"]["id"] for _ in range(200)]
@@ -133,7 +136,14 @@ def actorbase(args: argparse.Namespace) -> dict[str, Any]:
         pid = server.proc.pid  # type: ignore[union-attr]
         figures = measure(args, server.url, pid, db.url if db else None, headers, collection, ids)
         backend = "postgresql" if db else "sqlite"
-        return {"system": "actorbase", "backend": backend, "cwd": os.getcwd(), **figures}
+        token_kind = "admin" if args.admin else "user"
+        return {
+            "system": "actorbase",
+            "backend": backend,
+            "token": token_kind,
+            "cwd": os.getcwd(),
+            **figures,
+        }
     finally:
         server.stop()
         if db is not None:
@@ -144,6 +154,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", choices=["actorbase", "parse"], default="actorbase")
     parser.add_argument("--database-url", help="actorbase on PostgreSQL (default: SQLite)")
+    parser.add_argument("--admin", action="store_true", help="actorbase with the admin token")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()

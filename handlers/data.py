@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from actorbase.errors import InvalidArgument, NotFound
 from actors.transactor import submit
-from handlers import jsonwire
+from handlers import jsonwire, loopreply
 from handlers.base import ApiHandler
 from handlers.openapi import BOOLEAN, INTEGER, OBJECT, STRING, array, obj, operation, param, ref
 from store import permissions
@@ -26,7 +25,7 @@ MAX_LIMIT = 1000
 class _DataHandler(ApiHandler):
     async def mutate(self, ops: list[Op]) -> Outcome:
         """Send `ops` to the transactor and wait, off the loop, for COMMIT."""
-        return await asyncio.wrap_future(submit(self.ctx.transactor, ops, self.require_auth()))
+        return await loopreply.wrap(submit(self.ctx.transactor, ops, self.require_auth()))
 
     def visible(self, entity: str, row: dict[str, Any] | None) -> dict[str, Any] | None:
         """A written row as its writer may read it back (unreadable fields stripped)."""

@@ -7,9 +7,8 @@ applying the ops again; the same key with other ops is 409 CONFLICT (store.idemp
 
 from __future__ import annotations
 
-import asyncio
-
 from actors.transactor import submit
+from handlers import loopreply
 from handlers.base import ApiHandler
 from handlers.openapi import INTEGER, OBJECT, STRING, array, obj, operation, param
 from store import idempotency
@@ -57,7 +56,7 @@ class MutateHandler(ApiHandler):
         ops = parse_ops(body.get("ops"))
         raw_key = self.request.headers.get("Idempotency-Key")
         key = idempotency.key_for(raw_key, principal, ops, "Idempotency-Key")
-        outcome = await asyncio.wrap_future(submit(self.ctx.transactor, ops, principal, key=key))
+        outcome = await loopreply.wrap(submit(self.ctx.transactor, ops, principal, key=key))
         if outcome.replayed:
             self.set_header("Idempotent-Replayed", "true")
         self.send({"tx": outcome.tx, "results": outcome.results})

@@ -14,7 +14,6 @@ It also names each handler's route pattern for the access log (`route_of`).
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -24,6 +23,7 @@ from tornado import httputil
 
 from actorbase.logs import REQUEST_ID
 from handlers import bodylimit
+from store import entropy
 
 HEADER = "X-Request-ID"
 _VALID = re.compile(r"[A-Za-z0-9_.:+/=-]{1,128}")
@@ -35,7 +35,7 @@ def request_id(given: str | None) -> str:
     """The client's id if it is safe to echo and log, else a new one."""
     if given is not None and _VALID.fullmatch(given):
         return given
-    return secrets.token_hex(8)
+    return entropy.token_hex(8)
 
 
 def route_label(matcher: tornado.routing.Matcher) -> str:

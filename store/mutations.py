@@ -9,11 +9,10 @@ the whole batch.
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from typing import Any
 
 from actorbase.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from store import permissions
+from store import entropy, permissions
 from store.base import Txn, now_ms
 from store.principal import Principal
 from store.rows import USERS, Row, attributes, check_entity, check_id, merge_patch
@@ -101,7 +100,7 @@ def data_op(kind: str, entity: str, id: str, body: Any, where: str = "body") -> 
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    return entropy.uuid4()
 
 
 def apply_ops(

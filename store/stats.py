@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import datetime
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -103,9 +102,9 @@ def _percentile(counts: list[int], total: int, q: float) -> float:
 
 def utc_midnight_ms(now: float | None = None) -> int:
     """The start of the current UTC day, ms since epoch."""
-    moment = datetime.datetime.fromtimestamp(time.time() if now is None else now, datetime.UTC)
-    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return int(midnight.timestamp() * 1000)
+    # POSIX time has no leap seconds: every UTC day is 86,400 of its seconds. Called on
+    # every authenticated request (ActiveToday), so arithmetic rather than datetime.
+    return int((time.time() if now is None else now) // 86_400) * 86_400_000
 
 
 class ActiveToday:
