@@ -16,6 +16,11 @@ from typing import Any
 from handlers.openapi import PUBLIC, STRING, DocsAssetHandler, operation, param
 
 ADMIN_UI_DIR = os.path.join(os.path.dirname(__file__), "admin_static")
+# The JavaScript client (clients/js/src), which the dashboard runs on: in a checkout
+# admin_static/client is a symlink to it, in a wheel a copy made by the build (setup.cfg
+# package_data follows the link), so there is one client and no copy to keep in step.
+# Resolved here because Tornado serves no symlink leading out of a handler's root.
+ADMIN_CLIENT_DIR = os.path.realpath(os.path.join(ADMIN_UI_DIR, "client"))
 
 _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob: http: https:; "
@@ -73,8 +78,10 @@ class AdminAssetHandler(_Secured):
         for method in ("get", "head")
     }
 
+    root = ADMIN_UI_DIR
+
     def initialize(self, **kwargs: Any) -> None:  # type: ignore[override]
-        super().initialize(path=ADMIN_UI_DIR)
+        super().initialize(path=self.root)
 
     def get_content_type(self) -> str:
         """ES modules need a JavaScript type, whatever the host's mimetypes say."""
@@ -82,3 +89,21 @@ class AdminAssetHandler(_Secured):
         if self.absolute_path.endswith(".js"):
             return "text/javascript; charset=utf-8"
         return super().get_content_type()
+
+
+class AdminClientHandler(AdminAssetHandler):
+    """/admin/client/{name}.js: the JavaScript client's modules, same origin as the page
+    (its CSP allows no other)."""
+
+    openapi = {
+        method: operation(
+            "A module of the JavaScript client the admin dashboard runs on",
+            "admin",
+            {200: STRING},
+            auth=PUBLIC,
+            params=(param("path", STRING, "path"),),
+            content_type="text/javascript",
+        )
+        for method in ("get", "head")
+    }
+    root = ADMIN_CLIENT_DIR
