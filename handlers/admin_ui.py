@@ -92,7 +92,7 @@ class AdminAssetHandler(_Secured):
 
 
 class AdminClientHandler(AdminAssetHandler):
-    """/admin/client/{name}.js: the JavaScript client's modules, same origin as the page
+    """/admin/client/{path}: the JavaScript client's modules, same origin as the page
     (its CSP allows no other)."""
 
     openapi = {

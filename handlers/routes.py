@@ -97,7 +97,7 @@ def make_app(ctx: Context) -> tornado.web.Application:
         (r"/api/docs/(.+)", DocsAssetHandler, {"path": SWAGGER_UI_DIR}),
         (r"/metrics", MetricsHandler, deps),
         (r"/admin/?", AdminPageHandler),
-        (r"/admin/client/([\w-]+\.js)", AdminClientHandler),
+        (r"/admin/client/(.+)", AdminClientHandler),
         (r"/admin/(.+)", AdminAssetHandler),
     ]
     return requestscope.Application(  # request ids, route names for the access log

@@ -1,7 +1,6 @@
 // The dashboard shell: sign in and out, and the hash router (#/data, #/users, ...).
 // Views are modules with render(root) returning an optional cleanup function.
-import { api } from "./api.js";
-import { session } from "./session.js";
+import { client, session } from "./session.js";
 
 const views = {
   data: () => import("./views/data.js"),
@@ -47,7 +46,7 @@ $("signin").addEventListener("submit", async (event) => {
   $("token").value = "";
   session.set(token);
   try {
-    await api.get("/api/admin/stats");
+    await client().request("GET", "/api/admin/stats");
     $("signin-error").textContent = "";
     route();
   } catch (e) {
