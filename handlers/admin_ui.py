@@ -1,5 +1,6 @@
 """GET /admin: the admin dashboard, plain HTML, CSS and ES modules shipped in this
-package (handlers/admin_static), served by the server itself: no CDN, no build step.
+package (handlers/admin_static) on the JavaScript client (/admin/client/), served by
+the server itself: no CDN, no build step.
 
 The page holds no secret: the operator types the admin token into it, the page keeps
 it in sessionStorage for the tab only and sends it in `Authorization` headers and the
@@ -93,17 +94,6 @@ class AdminAssetHandler(_Secured):
 
 class AdminClientHandler(AdminAssetHandler):
     """/admin/client/{path}: the JavaScript client's modules, same origin as the page
-    (its CSP allows no other)."""
+    (its CSP allows no other); documented as the dashboard's files they are."""
 
-    openapi = {
-        method: operation(
-            "A module of the JavaScript client the admin dashboard runs on",
-            "admin",
-            {200: STRING},
-            auth=PUBLIC,
-            params=(param("path", STRING, "path"),),
-            content_type="text/javascript",
-        )
-        for method in ("get", "head")
-    }
     root = ADMIN_CLIENT_DIR
