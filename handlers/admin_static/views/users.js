@@ -12,6 +12,22 @@ export async function render(root) {
   const list = h("div", { class: "scroll", id: "users" });
   const detail = h("section", { class: "card stack", id: "user-detail", "aria-live": "polite" });
 
+  // A user's row stays the same element while the user is unchanged, so another
+  // search's answer does not replace what the operator is about to click.
+  let rows = new Map();
+  function row(u) {
+    const key = JSON.stringify(u);
+    const kept = rows.get(u.id);
+    if (kept && kept.key === key) return kept.tr;
+    const tr = h("tr", { "data-user": u.id },
+      h("td", {}, button(u.email, () => open(u.id), "secondary", { "aria-label": `Open ${u.email}` })),
+      h("td", {}, u.role), h("td", {}, u.mfaEnabled ? "on" : "off"),
+      h("td", {}, u.locked ? h("span", { class: "badge warn" }, "locked") : "active"),
+      h("td", {}, u.createdAt));
+    rows.set(u.id, { key, tr });
+    return tr;
+  }
+
   let searches = 0;
   async function find() {
     showError(error, null);
@@ -20,16 +36,12 @@ export async function render(root) {
     try {
       const { users, total } = await request("GET", `/api/admin/users?limit=100${q ? `&search=${enc(q)}` : ""}`);
       if (mine !== searches) return; // a newer search is under way: its answer shows
+      rows = new Map([...rows].filter(([id]) => users.some((u) => u.id === id)));
       list.replaceChildren(
         h("p", { class: "muted" }, `${total} user${total === 1 ? "" : "s"}`),
         h("table", {},
           h("thead", {}, h("tr", {}, ["Email", "Role", "MFA", "Status", "Created"].map((c) => h("th", { scope: "col" }, c)))),
-          h("tbody", {}, users.map((u) =>
-            h("tr", { "data-user": u.id },
-              h("td", {}, button(u.email, () => open(u.id), "secondary", { "aria-label": `Open ${u.email}` })),
-              h("td", {}, u.role), h("td", {}, u.mfaEnabled ? "on" : "off"),
-              h("td", {}, u.locked ? h("span", { class: "badge warn" }, "locked") : "active"),
-              h("td", {}, u.createdAt))))));
+          h("tbody", {}, users.map(row))));
     } catch (e) {
       showError(error, e);
     }
