@@ -1,5 +1,6 @@
 """GET /admin: the admin dashboard, plain HTML, CSS and ES modules shipped in this
-package (handlers/admin_static), served by the server itself: no CDN, no build step.
+package (handlers/admin_static) on the JavaScript client (/admin/client/), served by
+the server itself: no CDN, no build step.
 
 The page holds no secret: the operator types the admin token into it, the page keeps
 it in sessionStorage for the tab only and sends it in `Authorization` headers and the
@@ -16,6 +17,11 @@ from typing import Any
 from handlers.openapi import PUBLIC, STRING, DocsAssetHandler, operation, param
 
 ADMIN_UI_DIR = os.path.join(os.path.dirname(__file__), "admin_static")
+# The JavaScript client (clients/js/src), which the dashboard runs on: in a checkout
+# admin_static/client is a symlink to it, in a wheel a copy made by the build (setup.cfg
+# package_data follows the link), so there is one client and no copy to keep in step.
+# Resolved here because Tornado serves no symlink leading out of a handler's root.
+ADMIN_CLIENT_DIR = os.path.realpath(os.path.join(ADMIN_UI_DIR, "client"))
 
 _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob: http: https:; "
@@ -73,8 +79,10 @@ class AdminAssetHandler(_Secured):
         for method in ("get", "head")
     }
 
+    root = ADMIN_UI_DIR
+
     def initialize(self, **kwargs: Any) -> None:  # type: ignore[override]
-        super().initialize(path=ADMIN_UI_DIR)
+        super().initialize(path=self.root)
 
     def get_content_type(self) -> str:
         """ES modules need a JavaScript type, whatever the host's mimetypes say."""
@@ -82,3 +90,10 @@ class AdminAssetHandler(_Secured):
         if self.absolute_path.endswith(".js"):
             return "text/javascript; charset=utf-8"
         return super().get_content_type()
+
+
+class AdminClientHandler(AdminAssetHandler):
+    """/admin/client/{path}: the JavaScript client's modules, same origin as the page
+    (its CSP allows no other); documented as the dashboard's files they are."""
+
+    root = ADMIN_CLIENT_DIR

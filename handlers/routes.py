@@ -11,7 +11,7 @@ from handlers import bodylimit, upgrade
 from handlers.accesslog import log_request
 from handlers.admin import SchemaHandler, StatsHandler
 from handlers.admin_live import AppHandler, PulseHandler, RoomsHandler
-from handlers.admin_ui import AdminAssetHandler, AdminPageHandler
+from handlers.admin_ui import AdminAssetHandler, AdminClientHandler, AdminPageHandler
 from handlers.admin_users import (
     AdminSessionHandler,
     AdminSessionsHandler,
@@ -97,6 +97,7 @@ def make_app(ctx: Context) -> tornado.web.Application:
         (r"/api/docs/(.+)", DocsAssetHandler, {"path": SWAGGER_UI_DIR}),
         (r"/metrics", MetricsHandler, deps),
         (r"/admin/?", AdminPageHandler),
+        (r"/admin/client/(.+)", AdminClientHandler),
         (r"/admin/(.+)", AdminAssetHandler),
     ]
     # Request ids and route names for the access log; plain WebSocket upgrades first.

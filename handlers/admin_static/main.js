@@ -1,7 +1,6 @@
 // The dashboard shell: sign in and out, and the hash router (#/data, #/users, ...).
 // Views are modules with render(root) returning an optional cleanup function.
-import { api } from "./api.js";
-import { session } from "./session.js";
+import { client, session } from "./session.js";
 
 const views = {
   data: () => import("./views/data.js"),
@@ -28,17 +27,18 @@ async function route() {
   if (cleanup) cleanup();
   cleanup = null;
   if (!session.get()) return showSignedIn(false);
-  showSignedIn(true);
   const name = (location.hash.match(/^#\/(\w+)/) || [])[1] || "data";
   const load = views[name] || views.data;
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.getAttribute("href") === `#/${name}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
+  const module = await load();
   const view = $("view");
   view.replaceChildren();
-  const module = await load();
-  cleanup = (await module.render(view)) || null;
+  const rendering = module.render(view);
+  showSignedIn(true); // once the view has its controls (render adds them before it awaits)
+  cleanup = (await rendering) || null;
 }
 
 $("signin").addEventListener("submit", async (event) => {
@@ -47,7 +47,7 @@ $("signin").addEventListener("submit", async (event) => {
   $("token").value = "";
   session.set(token);
   try {
-    await api.get("/api/admin/stats");
+    await client().request("GET", "/api/admin/stats");
     $("signin-error").textContent = "";
     route();
   } catch (e) {

@@ -1,7 +1,7 @@
 import { Emitter } from "./emitter.js";
 import { timer } from "./backoff.js";
 import { ActorbaseError } from "./errors.js";
-import { localExpiry } from "./tokens.js";
+import { localExpiry, memoryTokens } from "./tokens.js";
 
 /** Fraction of an access token's life after which it is renewed ahead of expiry. */
 const RENEW_AT = 0.75;
@@ -18,8 +18,15 @@ export class Auth {
   #changes = new Emitter();
   #tokens = new Emitter();
 
-  constructor(storage) {
+  /** `token`: a static bearer (the admin token) used as it is, never refreshed nor
+   * stored; otherwise the session is the one `storage` holds, if any. */
+  constructor(storage, token) {
     this.#storage = storage;
+    if (token) {
+      this.#storage = memoryTokens();
+      this.#session = { accessToken: token, refreshToken: null, user: null, expiresAt: null };
+      return;
+    }
     const saved = storage.get();
     if (saved && typeof saved.then !== "function" && saved.refreshToken) {
       this.#session = saved;
@@ -95,8 +102,9 @@ export class Auth {
 
   async #doRefresh() {
     const session = this.#session;
-    if (!session) {
-      throw new ActorbaseError({ code: "UNAUTHENTICATED", message: "Not signed in", status: 401 });
+    if (!session?.refreshToken) {
+      const message = session ? "A static token is not refreshed" : "Not signed in";
+      throw new ActorbaseError({ code: "UNAUTHENTICATED", message, status: 401 });
     }
     let body;
     try {
@@ -115,7 +123,7 @@ export class Auth {
   /** After a 401 for `token`: refresh unless another caller already did. True if the
    * request is worth retrying with the (new) current token. */
   async refreshAfter401(token) {
-    if (!this.#session) return false;
+    if (!this.#session?.refreshToken) return false;
     if (this.#session.accessToken !== token) return true;
     try {
       await this.refresh();

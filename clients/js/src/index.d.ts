@@ -92,6 +92,9 @@ export interface User {
 
 export interface ClientOptions {
   url: string;
+  /** A static bearer token (e.g. the admin token): sent on REST and in the WebSocket's
+   * `auth`, never refreshed nor stored; `tokenStorage` is then not used. */
+  token?: string;
   tokenStorage?: TokenStorage;
   outbox?: OutboxStore;
   transport?: "ws" | "sse";
@@ -212,6 +215,9 @@ export interface Client {
     onChange(fn: (pending: number) => void): () => void;
   };
   data<T extends Row = Row>(entity: string): DataApi<T>;
+  /** Any endpoint (e.g. /api/admin/*): `body` sent as JSON, the reply's JSON returned;
+   * `path` carries its query string. Rejects with ActorbaseError. */
+  request<T = unknown>(method: string, path: string, body?: unknown): Promise<T>;
   query<R extends QueryResult = QueryResult>(query: Query): Promise<R & { tx: number; $cursors?: Record<string, string> }>;
   mutate(ops: MutationOp[], options?: { id?: string }): Promise<MutationResult>;
   live<R extends QueryResult = QueryResult>(query: Query): LiveQuery<R>;

@@ -41,6 +41,7 @@ class Client {
 
   constructor({
     url,
+    token,
     tokenStorage = memoryTokens(),
     outbox = defaultOutbox(),
     transport = "ws",
@@ -50,7 +51,7 @@ class Client {
     if (!url) throw new TypeError("createClient: url is required");
     this.url = url.replace(/\/+$/, "");
     this.#transport = transport;
-    this.auth = new Auth(tokenStorage);
+    this.auth = new Auth(tokenStorage, token);
     this.#http = new Http(this.url, fetch, this.auth);
     this.auth.bind(this.#http);
     this.connection = new ConnectionState();
@@ -112,6 +113,12 @@ class Client {
         await http.request("DELETE", `${base}/${encodeURIComponent(id)}`);
       },
     };
+  }
+
+  /** Any endpoint: `body` sent as JSON, the reply's JSON returned, failures as
+   * ActorbaseError (e.g. /api/admin/* with the admin token). `path` carries its query. */
+  request(method, path, body) {
+    return this.#http.request(method, path, { body });
   }
 
   query(query) {

@@ -1,14 +1,14 @@
 // App: the loaded app's schema, rules and functions, read-only, and a runner that
 // calls a function (as the admin) with arguments checked against its schema.
-import { api, enc } from "../api.js";
 import { h, showError } from "../dom.js";
+import { client } from "../session.js";
 
 export async function render(root) {
   const error = h("p", { class: "error", role: "alert" });
   root.append(h("h1", {}, "App"), error);
   let app;
   try {
-    app = await api.get("/api/admin/app");
+    app = await client().request("GET", "/api/admin/app");
   } catch (e) {
     return showError(error, e);
   }
@@ -34,7 +34,7 @@ function runner(fn) {
     showError(error, null);
     out.textContent = "";
     try {
-      out.textContent = JSON.stringify(await api.post(`/api/fn/${enc(fn.name)}`, JSON.parse(args.value || "{}")), null, 2);
+      out.textContent = JSON.stringify(await client().functions.call(fn.name, JSON.parse(args.value || "{}")), null, 2);
     } catch (e) {
       showError(error, e);
       if (e.details) out.textContent = JSON.stringify(e.details, null, 2);

@@ -1,9 +1,8 @@
 // Data: every entity with its count and attributes, a table filtered and ordered with
 // the query language ($where, $order as JSON), cursor paging, create/edit/delete, and
-// a live mode where the table follows the WebSocket's diffs.
-import { api, enc } from "../api.js";
+// a live mode where the table follows the client's live query (rows kept in $order).
 import { button, confirmAction, editJson, h, json, showError } from "../dom.js";
-import { LiveQuery } from "../live.js";
+import { client } from "../session.js";
 
 const SERVER_FIELDS = ["id", "createdAt", "updatedAt", "userId"];
 
@@ -29,7 +28,7 @@ export async function render(root) {
   };
 
   async function loadSchema() {
-    const { entities: list } = await api.get("/api/admin/schema");
+    const { entities: list } = await client().request("GET", "/api/admin/schema");
     entities.replaceChildren(
       ...list.map((e) =>
         h("li", {}, button([h("span", {}, e.name), h("span", { class: "badge" }, String(e.count))],
@@ -61,7 +60,7 @@ export async function render(root) {
     try {
       const q = { ...query() };
       if (state.cursors[page]) q.$after = state.cursors[page];
-      const result = await api.post("/api/query", { [state.entity]: q });
+      const result = await client().query({ [state.entity]: q });
       state.page = page;
       state.cursors[page + 1] = (result.$cursors || {})[state.entity] || null;
       draw(result[state.entity] || [], new Set());
@@ -97,14 +96,14 @@ export async function render(root) {
     await editJson(`Edit ${state.entity}/${row.id} (JSON)`, body, async (value) => {
       const patch = { ...value };
       for (const k of Object.keys(body)) if (!(k in value)) patch[k] = null; // removed keys
-      await api.patch(`/api/data/${enc(state.entity)}/${enc(row.id)}`, patch);
+      await client().data(state.entity).update(row.id, patch);
     }).then((saved) => saved && !state.live && load(state.page));
   }
 
   async function remove(row) {
     if (!(await confirmAction(`Delete ${state.entity}/${row.id}? This cannot be undone.`))) return;
     try {
-      await api.del(`/api/data/${enc(state.entity)}/${enc(row.id)}`);
+      await client().data(state.entity).remove(row.id);
       if (!state.live) load(state.page);
     } catch (e) {
       showError(error, e);
@@ -115,7 +114,7 @@ export async function render(root) {
     const name = state.entity || prompt("New entity name");
     if (!name) return;
     const saved = await editJson(`New row in ${name} (JSON; "id" optional)`, {}, (value) =>
-      api.post(`/api/data/${enc(name)}`, value));
+      client().data(name).create(value));
     if (saved) {
       const list = await loadSchema();
       const e = list.find((x) => x.name === name);
@@ -125,15 +124,31 @@ export async function render(root) {
   }
 
   function stopLive() {
-    if (state.live) state.live.close();
+    if (state.live) state.live.stop();
     state.live = null;
   }
 
   function toggleLive() {
     stopLive();
     if (!liveBox.checked || !state.entity) return load(0);
+    const entity = state.entity;
     try {
-      state.live = new LiveQuery(state.entity, query(), draw, (s) => (status.textContent = `live: ${s}`));
+      const ab = client();
+      const live = ab.live({ [entity]: query() });
+      status.textContent = "live: connecting";
+      const offState = ab.connection.onChange((s) => s !== "open" && (status.textContent = `live: ${s}`));
+      const offRows = live.subscribe(
+        (result) => {
+          // the client keeps unchanged rows as they were: a new object is a changed row
+          const before = new Map(state.rows.map((r) => [r.id, r]));
+          const rows = result[entity] || [];
+          const changed = live.inits + live.diffs > 1 ? rows.filter((r) => before.get(r.id) !== r) : [];
+          draw(rows, new Set(changed.map((r) => r.id)));
+          status.textContent = `live: live · tx ${live.tx}`;
+        },
+        (e) => (status.textContent = `live: error: ${e.message}`),
+      );
+      state.live = { stop: () => (offRows(), offState(), live.close()) };
     } catch (e) {
       liveBox.checked = false;
       showError(error, e);

@@ -1,8 +1,8 @@
 // Files: browse by path prefix (folders from the paths), upload, preview images and
 // download through signed URLs (the URL carries a signature, never the admin token),
 // delete after a confirmation.
-import { api, enc } from "../api.js";
 import { button, bytes, confirmAction, h, showError } from "../dom.js";
+import { client } from "../session.js";
 
 export async function render(root) {
   const state = { cursors: [null], page: 0 };
@@ -23,7 +23,7 @@ export async function render(root) {
   async function load(page = 0) {
     showError(error, null);
     try {
-      const result = await api.get("/api/storage", { prefix: prefix.value, limit: 50, cursor: state.cursors[page] });
+      const result = await client().storage.list({ prefix: prefix.value, limit: 50, cursor: state.cursors[page] ?? undefined });
       state.page = page;
       state.cursors[page + 1] = result.cursor || null;
       draw(result.files);
@@ -66,7 +66,7 @@ export async function render(root) {
     next.disabled = !state.cursors[state.page + 1];
   }
 
-  const signed = async (f) => (await api.get(`/api/storage/${f.path.split("/").map(enc).join("/")}`, { expiresIn: 600 })).url;
+  const signed = async (f) => (await client().storage.signedUrl(f.path, { expiresIn: 600 })).url;
 
   async function show(f) {
     try {
@@ -93,7 +93,7 @@ export async function render(root) {
   async function remove(f) {
     if (!(await confirmAction(`Delete ${f.path}? This cannot be undone.`))) return;
     try {
-      await api.del(`/api/storage/${f.path.split("/").map(enc).join("/")}`);
+      await client().storage.remove(f.path);
       preview.replaceChildren();
       load(state.page);
     } catch (e) {
@@ -105,11 +105,8 @@ export async function render(root) {
     ev.preventDefault();
     showError(error, null);
     if (!file.files[0] || !path.value) return showError(error, { code: "INVALID_ARGUMENT", message: "Choose a file and a path" });
-    const form = new FormData();
-    form.append("path", path.value);
-    form.append("file", file.files[0]);
     try {
-      const done = await api.upload(form);
+      const done = await client().storage.upload(path.value, file.files[0]);
       path.value = "";
       file.value = "";
       await load(0);

@@ -1,9 +1,11 @@
 // Live system: requests/s, mutations/s, p50/p99 latencies, sockets, live queries and
 // rooms, for the cluster or one node, charted every 2 s from /api/admin/pulse; and the
 // presence rooms with their peers.
-import { api, enc } from "../api.js";
 import { button, bytes, h, showError } from "../dom.js";
 import { LineChart } from "../chart.js";
+import { client } from "../session.js";
+
+const get = (path) => client().request("GET", path);
 
 const EVERY_MS = 2000;
 
@@ -44,7 +46,7 @@ export async function render(root) {
 
   async function tick() {
     try {
-      const [pulse, stats] = await Promise.all([api.get("/api/admin/pulse"), api.get("/api/admin/stats")]);
+      const [pulse, stats] = await Promise.all([get("/api/admin/pulse"), get("/api/admin/stats")]);
       keep("", pulse.cluster);
       for (const n of pulse.nodes) {
         keep(n.node, n);
@@ -62,7 +64,7 @@ export async function render(root) {
 
   async function loadRooms() {
     try {
-      const { rooms: list } = await api.get("/api/admin/rooms");
+      const { rooms: list } = await get("/api/admin/rooms");
       rooms.replaceChildren(list.length
         ? h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Room"), h("th", { scope: "col" }, "Peers"))),
             h("tbody", {}, list.map((r) => h("tr", { "data-room": r.room },
@@ -75,7 +77,7 @@ export async function render(root) {
 
   async function showPeers(room) {
     try {
-      const { peers: list } = await api.get(`/api/presence/${enc(room)}`);
+      const { peers: list } = await get(`/api/presence/${encodeURIComponent(room)}`);
       peers.replaceChildren(h("h2", {}, `Peers in ${room}`),
         h("table", {}, h("tbody", {}, list.map((p) =>
           h("tr", {}, h("td", {}, p.id), h("td", {}, p.userId || "admin"), h("td", { class: "json" }, JSON.stringify(p.data)))))));

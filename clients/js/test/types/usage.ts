@@ -28,6 +28,10 @@ async function usage(): Promise<void> {
   await ab.storage.upload("a.txt", "hi", { onProgress: ({ loaded, total }) => loaded / total });
   const { url } = await ab.storage.signedUrl("a.txt");
   const { result } = await ab.functions.call<string>("createTodo", { title: "m" });
+  const admin = createClient({ url: "http://127.0.0.1:7700", token: "admin-token" });
+  const stats = await admin.request<{ connections: number }>("GET", "/api/admin/stats");
+  await admin.request("PATCH", "/api/admin/users/u1", { locked: true });
+  console.log(stats.connections);
   const pending: number = ab.outbox.pending;
   await ab.outbox.flush();
   ab.outbox.onChange((n: number) => n + 1)();
