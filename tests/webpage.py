@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import threading
 from collections.abc import Awaitable
 from pathlib import Path
@@ -19,24 +18,11 @@ from typing import Any, TypeVar
 
 import tornado.web
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
+from tests.chromium import CHROMEDRIVER, CHROMIUM, launch
 from tests.serverproc import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-)
 BLANK = b"<!doctype html><meta charset=utf-8><link rel=icon href=data:,><title>blank</title>"
 T = TypeVar("T")
 
@@ -211,15 +197,7 @@ class PageHost:
 def chrome(profile_dir: Path) -> webdriver.Chrome:
     """Headless Chromium with its own profile (its own localStorage and IndexedDB), the
     frame recorder installed in every page, and DevTools' network domain enabled."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM or "/usr/bin/chromium"
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile_dir}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(
-        options=options, service=Service(CHROMEDRIVER or "/usr/bin/chromedriver")
-    )
+    driver = launch(profile_dir, capabilities={"goog:loggingPrefs": {"browser": "ALL"}})
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FRAME_RECORDER})
     driver.execute_cdp_cmd("Network.enable", {})
     return driver

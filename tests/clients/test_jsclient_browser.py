@@ -10,8 +10,6 @@ another origin, allowed by CORS_ORIGINS. Needs Debian's chromium and chromium-dr
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,19 +19,13 @@ from pathlib import Path
 import pytest
 import requests
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
+from tests.chromium import launch, needs_chromium
 from tests.serverproc import free_port
 
 CLIENT = Path(__file__).resolve().parents[2] / "clients" / "js"
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage")
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
-    reason="chromium and chromium-driver are not installed (.ci/run installs them)",
-)
+pytestmark = needs_chromium
 
 # Runs in the page (selenium's execute_async_script): the client from its sources.
 SCRIPT = """
@@ -122,14 +114,7 @@ def static() -> Iterator[str]:
 
 @pytest.fixture
 def browser(tmp_path) -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM or "/usr/bin/chromium"
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    driver = webdriver.Chrome(
-        options=options, service=Service(CHROMEDRIVER or "/usr/bin/chromedriver")
-    )
+    driver = launch(tmp_path / "profile")
     driver.set_script_timeout(60)
     try:
         yield driver

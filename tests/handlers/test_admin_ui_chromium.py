@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -24,26 +22,16 @@ import pytest
 import requests
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.chromium import launch, needs_chromium
 from tests.handlers.accounts import PASSWORD, signin, signup
 from tests.serverproc import ADMIN_TOKEN, Api, ServerProcess, error_of
 from tests.wsclient import WsClient
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
+# Charts keep drawing in a headless tab; screenshots without scrollbars.
+PAGE_FLAGS = (
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",
     "--hide-scrollbars",
@@ -54,10 +42,7 @@ PNG = base64.b64decode(
     "BoyGwSAGAAB3Qz/BZZSbJAAAAABJRU5ErkJggg=="
 )
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
-    reason="chromium and chromium-driver are not installed (.ci/run installs them)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +59,7 @@ def admin(server) -> Api:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory) -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM or "/usr/bin/chromium"
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('profile')}")
-    driver = webdriver.Chrome(
-        options=options, service=Service(CHROMEDRIVER or "/usr/bin/chromedriver")
-    )
+    driver = launch(tmp_path_factory.mktemp("profile"), *PAGE_FLAGS)
     viewport(driver, 1280, 800)
     try:
         yield driver
