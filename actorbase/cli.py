@@ -32,12 +32,14 @@ class Command:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from actorbase.supervisor import serve
 
-    return serve(settings, args.argv, args.shared_port)
+    return serve(settings, args.argv, args.shared_port, announce=not args.quiet_start)
 
 
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
-    # Set by the supervisor of WEB_CONCURRENCY processes for the children it starts.
+    # Set by the supervisor of WEB_CONCURRENCY processes for the children it starts
+    # (all but the first leave the start-up lines to it: actorbase.supervisor).
     parser.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quiet-start", action="store_true", help=argparse.SUPPRESS)
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:

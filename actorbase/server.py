@@ -73,9 +73,12 @@ Young collections stay short (tens of milliseconds at most, measured); at 5,000 
 class Server:
     """One actorbase server process. `run` blocks until a stop signal."""
 
-    def __init__(self, settings: Settings, shared_port: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, shared_port: bool = False, announce: bool = True
+    ) -> None:
         self.settings = settings
         self._shared_port = shared_port
+        self._announce = announce
         self.ctx: Context | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
         self._stopping = asyncio.Event()
@@ -144,7 +147,7 @@ class Server:
             blobs = await loop.run_in_executor(None, open_blobs, s, keys)
         except ConfigError as exc:
             raise SystemExit(f"actorbase: configuration error: {exc}") from None
-        if s.is_postgres and blobs.label == "local":
+        if s.is_postgres and blobs.label == "local" and self._announce:
             logger.warning(
                 "PostgreSQL with local file storage (%s): files stay on this machine, "
                 "other processes (dynos) will not find them; set STORAGE_URL=s3://...",
@@ -258,14 +261,15 @@ class Server:
             started.warning(
                 "generated admin token (stored in %s): %s", s.data_path / "admin_token", token
             )
-        started.info("configuration", extra=logs.fields(effective.describe(s, app)))
-        started.info(
-            "actorbase %s listening on http://%s:%s (%s)",
-            actorbase.__version__,
-            s.host,
-            port,
-            store.label,
-        )
+        if self._announce:
+            started.info("configuration", extra=logs.fields(effective.describe(s, app)))
+            started.info(
+                "actorbase %s listening on http://%s:%s (%s)",
+                actorbase.__version__,
+                s.host,
+                port,
+                store.label,
+            )
 
     async def _stop(self) -> None:
         ctx, loop = self.ctx, asyncio.get_running_loop()
@@ -332,10 +336,11 @@ def listen(settings: Settings, reuse_port: bool = False) -> list[socket.socket]:
         raise SystemExit(f"actorbase: cannot listen on {s.host}:{s.port}: {exc.strerror}") from None
 
 
-def serve(settings: Settings, shared_port: bool = False) -> int:
+def serve(settings: Settings, shared_port: bool = False, announce: bool = True) -> int:
     """Run one server process until stopped; `shared_port`: one of several
-    (actorbase.supervisor) on PORT with SO_REUSEPORT."""
+    (actorbase.supervisor) on PORT with SO_REUSEPORT; `announce`: log the
+    configuration and where it listens (the supervisor's first child only)."""
     logs.configure(settings.log_level, settings.log_format)
-    server = Server(settings, shared_port)
+    server = Server(settings, shared_port, announce)
     asyncio.run(server.run())
     return server.exit_code

@@ -60,15 +60,16 @@ def processes(settings: Settings) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def serve(settings: Settings, argv: list[str], shared_port: bool) -> int:
+def serve(settings: Settings, argv: list[str], shared_port: bool, announce: bool = True) -> int:
     """Run this invocation of `actorbase serve`: a supervised child (`shared_port`),
-    one process, or the supervisor of several."""
+    one process, or the supervisor of several. `announce`: log the start-up lines
+    (the supervisor asks only its first child to, so they appear once)."""
     from actorbase import server
 
     logs.configure(settings.log_level, settings.log_format)
     if shared_port:
         _die_with_parent()
-        return server.serve(settings, shared_port=True)
+        return server.serve(settings, shared_port=True, announce=announce)
     count = processes(settings)
     asked = settings.web_concurrency
     if not settings.is_postgres and asked is not None and asked > 1:
@@ -112,6 +113,7 @@ class Supervisor:
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self._stop_signal: int | None = None
         self._restarts: collections.deque[float] = collections.deque()
+        self._announced = False
 
     def run(self) -> int:
         """Supervise until stopped; the exit status."""
@@ -151,6 +153,11 @@ class Supervisor:
     def _start(self, index: int) -> None:
         command = [sys.executable, "-m", "actorbase", *self.argv, "--shared-port"]
         command += ["--node-id", f"{self.settings.node_id}-{index}", "--port", str(self.port)]
+        # The children run one configuration: the first one started says it (and where
+        # it listens) once, rather than every child and every replacement again.
+        if self._announced:
+            command.append("--quiet-start")
+        self._announced = True
         # Our own interpreter and arguments: nothing here comes from a client.
         self.children[index] = subprocess.Popen(command)  # noqa: S603
 
