@@ -38,10 +38,11 @@ def client_ip(request: tornado.httputil.HTTPServerRequest, trust_proxy: bool) ->
 
 
 def user_of(handler: tornado.web.RequestHandler) -> str | None:
-    """The authenticated caller: a user id, `admin`, or None."""
+    """The authenticated caller: a user id, `admin`, or None; for a sign-up, sign-in,
+    MFA verify or refresh, the user it handed tokens to (handlers.auth)."""
     principal = getattr(handler, "principal", None)
     if principal is None:
-        return None
+        return getattr(handler, "signed_in", None)
     return "admin" if principal.is_admin else principal.user_id
 
 

@@ -13,7 +13,7 @@ from handlers.base import ApiHandler
 from handlers.openapi import PUBLIC, STRING, array, obj, operation, param, ref
 from handlers.useragent import device_label
 from store.accounts import User
-from store.auth_service import AuthService
+from store.auth_service import AuthService, Tokens
 from store.principal import Principal
 
 
@@ -43,6 +43,13 @@ class AuthHandler(ApiHandler):
     # Account changes act only for a session the database still holds live, even
     # one revoked a moment ago by another server process.
     fresh_session = True
+    signed_in: str | None = None
+    """The user whose tokens this response hands out (sign-up, sign-in, MFA verify,
+    refresh): the access line's `user`, as no bearer token names one."""
+
+    def send_tokens(self, tokens: Tokens, status: int = 200, **extra: Any) -> None:
+        self.signed_in = tokens.user_id
+        self.send({**extra, **tokens.to_wire()}, status=status)
 
     @property
     def auth(self) -> AuthService:
@@ -101,7 +108,7 @@ class SignupHandler(AuthHandler):
         user, tokens = await self.auth.signup(
             body.get("email"), body.get("password"), self.device(), self.client_ip()
         )
-        self.send({"user": user_wire(user, full=False), **tokens.to_wire()}, status=201)
+        self.send_tokens(tokens, 201, user=user_wire(user, full=False))
 
 
 class SigninHandler(AuthHandler):
@@ -124,7 +131,7 @@ class SigninHandler(AuthHandler):
         if isinstance(result, str):
             self.send({"mfaRequired": True, "mfaToken": result})
         else:
-            self.send(result.to_wire())
+            self.send_tokens(result)
 
 
 class MfaVerifyHandler(AuthHandler):
@@ -142,7 +149,7 @@ class MfaVerifyHandler(AuthHandler):
     async def post(self) -> None:
         body = self.json_object()
         tokens = await self.auth.verify_mfa(body.get("mfaToken"), body.get("code"))
-        self.send(tokens.to_wire())
+        self.send_tokens(tokens)
 
 
 class MfaEnrollHandler(AuthHandler):
@@ -216,7 +223,7 @@ class RefreshHandler(AuthHandler):
 
     async def post(self) -> None:
         tokens = await self.auth.refresh(self.json_object().get("refreshToken"))
-        self.send(tokens.to_wire())
+        self.send_tokens(tokens)
 
 
 class MeHandler(AuthHandler):

@@ -56,6 +56,8 @@ _EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f.]+(\.[^@\s\x00-\x
 class Tokens:
     access_token: str = dataclasses.field(repr=False)
     refresh_token: str = dataclasses.field(repr=False)
+    user_id: str = ""
+    """Whose they are: the access log names the user a sign-in or refresh is for."""
 
     def to_wire(self) -> dict[str, str]:
         return {"accessToken": self.access_token, "refreshToken": self.refresh_token}
@@ -129,7 +131,7 @@ class AuthService:
             now=int(time.time()),
             ttl=self.settings.access_token_ttl,
         )
-        return Tokens(access, grant.refresh_token)
+        return Tokens(access, grant.refresh_token, grant.user.id)
 
     # -- tokens --------------------------------------------------------------------------
 
