@@ -18,10 +18,16 @@ from store.base import StoreUnavailable, Txn, now_ms
 from store.factory import open_store
 from store.keyring import JWT, URL
 from store.signing_keys import grace_ms, make_secret
+from store.sqlite import path_from_url
 from store.tokens import SigningKey
 
 MIGRATION = 8
 """The migration that made the key table."""
+
+_NOT_MIGRATED = (
+    "actorbase: {label} is not migrated for key rotation "
+    "(run `actorbase migrate` or start the server first)"
+)
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +48,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "actorbase: JWT_PRIVATE_KEY is set, so it signs every token: rotate it by "
             "changing that setting, or unset it to let actorbase keep and rotate keys"
         )
+    # Opening a missing SQLite file would create it (and DATA_DIR): an empty database
+    # a later `actorbase restore` would then refuse as "not empty".
+    if not settings.is_postgres and not path_from_url(settings.database_url).exists():
+        raise SystemExit(_NOT_MIGRATED.format(label="sqlite"))
     try:
         store = open_store(settings.database_url, 1)
     except StoreUnavailable as exc:
@@ -49,10 +59,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     grace = grace_ms(settings, purpose)
     try:
         if not store.read(_migrated):
-            raise SystemExit(
-                f"actorbase: {store.label} is not migrated for key rotation "
-                "(run `actorbase migrate` or start the server first)"
-            )
+            raise SystemExit(_NOT_MIGRATED.format(label=store.label))
         secret = make_secret(purpose)
         now = now_ms()
         with store.transaction() as txn:

@@ -10,6 +10,7 @@ failure what was written is removed again, leaving the targets as they were.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +39,8 @@ def restore(settings: Settings, file: str) -> int:
     targets = _Targets(settings, path_from_url(settings.database_url))
     lock = targets.database.with_name(targets.database.name + ".lock")
     lock_existed = lock.exists()
+    # Claiming makes the database's directory: on a refusal it goes again, if empty.
+    made = _missing(targets.database.parent) | _missing(targets.data_dir)
     store = SQLiteStore(settings.database_url)
     try:
         # Claimed first: a server starting meanwhile is refused, not half-restored under.
@@ -48,6 +51,9 @@ def restore(settings: Settings, file: str) -> int:
         store.close()
         if not lock_existed:
             lock.unlink(missing_ok=True)
+        for directory in sorted(made, key=lambda d: len(d.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: something else is in it
+                directory.rmdir()
         raise SystemExit(f"actorbase: {exc}") from None
     store.close()
     print(
@@ -55,6 +61,15 @@ def restore(settings: Settings, file: str) -> int:
         f"{len(manifest['files'])} files"
     )
     return 0
+
+
+def _missing(directory: Path) -> set[Path]:
+    """`directory` and its ancestors that do not exist yet."""
+    missing = set()
+    while not directory.exists() and directory != directory.parent:
+        missing.add(directory)
+        directory = directory.parent
+    return missing
 
 
 class _Targets:
