@@ -16,6 +16,7 @@ import tornado.web
 from tornado.log import access_log
 
 from actorbase.logs import fields, redact
+from handlers import cors
 
 _INLINE = ("status", "method", "path", "duration_ms")
 """Fields the text line already says in its message."""
@@ -71,3 +72,5 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         "remote_ip": client_ip(request, ctx is not None and ctx.settings.trust_proxy),
     }
     log("%d %s %s %.2fms", status, request.method, path, ms, extra=fields(values, _INLINE))
+    if ctx is not None:
+        cors.log_if_refused(request, ctx.settings.cors_origins)

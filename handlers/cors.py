@@ -49,7 +49,7 @@ def websocket_origin_allowed(origins: frozenset[str], origin: str, host: str) ->
 
 def log_refused(origin: str, channel: str) -> None:
     """A warning naming the refused origin (client-given: cut, and escaped by the
-    log formatter) and what it tried ("preflight" or "websocket")."""
+    log formatter) and what it tried ("preflight", "websocket" or "request")."""
     origin = bounded(origin)
     logger.warning(
         "CORS: origin %s refused (%s); allowed: CORS_ORIGINS",
@@ -57,6 +57,24 @@ def log_refused(origin: str, channel: str) -> None:
         channel,
         extra=fields({"origin": origin, "channel": channel}, ("origin", "channel")),
     )
+
+
+def log_if_refused(request: tornado.httputil.HTTPServerRequest, origins: frozenset[str]) -> None:
+    """After an actual request (not a preflight or a WebSocket handshake, which log
+    their own refusals) from a browser page on an origin not allowed: the answer had
+    no Access-Control-Allow-Origin, so the browser withheld it from the page. Such
+    requests need no preflight: an EventSource (SSE) stream, a fetch of a signed file
+    URL. A page served by this server itself (same host) is not cross-origin."""
+    origin = request.headers.get("Origin")
+    if (
+        not origin
+        or request.method == "OPTIONS"
+        or request.headers.get("Upgrade", "").lower() == "websocket"
+        or origin_allowed(origins, origin)
+        or urlsplit(origin).netloc.lower() == request.host.lower()
+    ):
+        return
+    log_refused(origin, "request")
 
 
 def handler_methods(cls: type[tornado.web.RequestHandler]) -> list[str]:

@@ -12,6 +12,7 @@ import uuid
 
 import pyotp
 import pytest
+import requests
 
 from tests.actorbase.test_ops_logs import lines_with, rid
 from tests.handlers.accounts import PASSWORD, signup
@@ -137,3 +138,48 @@ def test_json_lines_keep_credentials_out_and_name_the_user(make_server, backend)
     assert access["user"] == account.id and access["route"] == "/api/auth/signup"
     log = server.log()
     assert secret not in log and account.refresh not in log and account.access not in log
+
+
+def test_a_refused_origin_of_a_request_without_preflight_is_logged(make_server, backend):
+    """EventSource sends no preflight: its stream is answered without
+    Access-Control-Allow-Origin and the browser withholds it; the log says why."""
+    allowed = "https://app.example.com"
+    server = make_server(backend, CORS_ORIGINS=allowed)
+    account = signup(Api(server.url))
+    ids = {}
+    for name, origin in (
+        ("evil", "https://evil.example"),
+        ("allowed", allowed),
+        ("same-host", server.url),
+        ("none", None),
+    ):
+        ids[name] = rid()
+        headers = {"X-Request-ID": ids[name], **({"Origin": origin} if origin else {})}
+        stream = requests.get(
+            server.url + "/api/subscribe",
+            params={"q": '{"notes": {}}', "token": account.access},
+            headers=headers,
+            stream=True,
+            timeout=15,
+        )
+        assert next(stream.iter_lines(decode_unicode=True)) == "event: q-init"
+        allow = stream.headers.get("Access-Control-Allow-Origin")
+        stream.close()
+        assert allow == (allowed if name == "allowed" else None), name
+    preflight = rid()
+    requests.options(
+        server.url + "/api/data/notes",
+        headers={
+            "Origin": "https://evil.example",
+            "Access-Control-Request-Method": "GET",
+            "X-Request-ID": preflight,
+        },
+        timeout=10,
+    )
+    (line,) = lines_with(server, "refused (request)", f"request_id={ids['evil']}")
+    assert "CORS: origin https://evil.example refused (request)" in line
+    lines_with(server, f"request_id={preflight}", "refused (preflight)")
+    assert server.stop() == 0
+    log = server.log()
+    assert log.count("refused (request)") == 1, log  # not allowed, same host, none
+    assert log.count("refused (preflight)") == 1, log  # not twice
