@@ -382,6 +382,14 @@ class _Live:
             "Mutations waiting for the writer",
             ctx.transactor.queued,
         )
+        revoked = CounterMetricFamily(
+            "actorbase_sessions_revoked",
+            "Sessions this process revoked, by why",
+            labels=("reason",),
+        )
+        for reason, count in sorted(ctx.auth.revoked.items()):
+            revoked.add_metric((reason,), count)
+        yield revoked
         yield CounterMetricFamily(
             "actorbase_writer_restarts",
             "Times a dead writer was replaced",

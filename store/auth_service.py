@@ -8,11 +8,12 @@ say whether an email has an account.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from actorbase.errors import (
@@ -93,6 +94,8 @@ class AuthService:
         self._reads = reads
         self.live = SessionCache()
         """Verified tokens and live sessions of this process (the hub keeps it current)."""
+        self.revoked: collections.Counter[str] = collections.Counter()
+        """Sessions this process ended, by why (IOLoop only; /metrics reads it)."""
         self._lockout = Lockout(
             settings.lockout_threshold,
             settings.lockout_window * 1000,
@@ -116,6 +119,13 @@ class AuthService:
     async def sweep(self) -> None:
         """Delete spent sign-in counters and expired MFA challenges (store.accounts)."""
         await self._db(self.accounts.sweep, now_ms(), self._lockout)
+
+    def _ended(self, reason: str, sessions: Collection[str]) -> None:
+        """`sessions` were revoked here: refused by this process from now on (by the
+        others within SESSION_CHECK_INTERVAL), and counted under `reason`."""
+        self.live.end(sessions)
+        if sessions:
+            self.revoked[reason] += len(sessions)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._reads.call(lambda: fn(*args))
@@ -180,7 +190,7 @@ class AuthService:
 
         tokens = await self._db(rotate)
         if isinstance(tokens, Reused):
-            self.live.end([tokens.session_id])
+            self._ended("reuse", [tokens.session_id])
         if not isinstance(tokens, Tokens):
             raise Unauthenticated("Invalid or expired refresh token")
         return tokens
@@ -267,7 +277,7 @@ class AuthService:
 
     async def signout(self, principal: Principal) -> None:
         await self._db(self.accounts.revoke_session, _uid(principal), _sid(principal), now_ms())
-        self.live.end([_sid(principal)])
+        self._ended("signout", [_sid(principal)])
 
     async def sessions(self, principal: Principal) -> list[SessionInfo]:
         return await self._db(self.accounts.list_sessions, _uid(principal), now_ms())
@@ -275,7 +285,7 @@ class AuthService:
     async def revoke_session(self, principal: Principal, session_id: str) -> None:
         if not await self._db(self.accounts.revoke_session, _uid(principal), session_id, now_ms()):
             raise NotFound(f"Session {session_id} not found")
-        self.live.end([session_id])
+        self._ended("session", [session_id])
 
     async def change_password(self, principal: Principal, current: Any, new: Any) -> None:
         """Check the current password (counted for lockout like a sign-in), set the
@@ -288,7 +298,7 @@ class AuthService:
         ended = await self._db(
             self.accounts.set_password, user.id, hashed, _sid(principal), now_ms()
         )
-        self.live.end(ended)
+        self._ended("password", ended)
 
     async def _reconfirm(self, principal: Principal, password: Any) -> User:
         """The signed-in user, once their password is checked again (counted for
@@ -314,7 +324,7 @@ class AuthService:
         ended = await self._db(
             self.accounts.enable_mfa, _uid(principal), checked, hashes, _sid(principal), now_ms()
         )
-        self.live.end(ended)
+        self._ended("mfa", ended)
         return codes
 
     async def disable_mfa(self, principal: Principal, code: Any, password: Any) -> None:
@@ -345,7 +355,7 @@ class AuthService:
         if outcome is None:
             raise NotFound(f"User {user_id} not found")
         user, ended = outcome
-        self.live.end(ended)
+        self._ended("locked", ended)
         return user
 
     async def reset_mfa(self, user_id: str) -> User:
@@ -361,12 +371,12 @@ class AuthService:
     async def revoke_user_session(self, user_id: str, session_id: str) -> None:
         if not await self._db(self.accounts.revoke_session, user_id, session_id, now_ms()):
             raise NotFound(f"Session {session_id} not found")
-        self.live.end([session_id])
+        self._ended("admin", [session_id])
 
     async def revoke_user_sessions(self, user_id: str) -> int:
         await self.user(user_id)
         ended = await self._db(self.accounts.revoke_all, user_id, now_ms())
-        self.live.end(ended)
+        self._ended("admin", ended)
         return len(ended)
 
     async def update_user(
