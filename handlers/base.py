@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
+import time
 import unicodedata
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import tornado
 import tornado.web
 import ujson
+from tornado import httputil
 
 from actorbase.context import Context
 from actorbase.errors import (
@@ -29,6 +32,9 @@ from actorbase.errors import (
 from handlers import accesslog, bodylimit, cors, jsonwire
 from handlers.ratelimit import POLICIES, Verdict
 from store.principal import ADMIN, Principal
+
+if TYPE_CHECKING:
+    from store.rules import RuleSet
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +53,42 @@ async def principal_for_token(ctx: Context, token: str, *, fresh: bool = False) 
     if principal.user_id is not None:
         ctx.stats.active_today.seen(principal.user_id)
     # The app's rules travel with the caller, to every channel and to the transactor.
-    return dataclasses.replace(principal, rules=ctx.app.rules)
+    return _with_rules(principal, ctx.app.rules)
+
+
+_BOUND: dict[int, tuple[Principal, RuleSet | None, Principal]] = {}
+"""id(verified principal) → (it, the rules, it with the rules): the token cache hands
+out one Principal per token, so a request needs no copy of its own (IOLoop only)."""
+_BOUND_MAX = 4096
+
+
+def _with_rules(principal: Principal, rules: RuleSet | None) -> Principal:
+    """`principal` carrying `rules`, made once per verified principal."""
+    entry = _BOUND.get(id(principal))
+    # The entry holds `principal`, so its id cannot be reused while it is kept.
+    if entry is not None and entry[0] is principal and entry[1] is rules:
+        return entry[2]
+    bound = dataclasses.replace(principal, rules=rules)
+    if len(_BOUND) >= _BOUND_MAX:
+        _BOUND.clear()
+    _BOUND[id(principal)] = (principal, rules, bound)
+    return bound
+
+
+_SERVER = f"TornadoServer/{tornado.version}"
+_date_second = -1
+_date_text = ""
+
+
+def _http_date() -> str:
+    """The `Date` header value Tornado writes, formatted once a second."""
+    global _date_second, _date_text
+    now = time.time()
+    second = int(now)
+    if second != _date_second:
+        _date_text = httputil.format_timestamp(second)
+        _date_second = second
+    return _date_text
 
 
 _UNDECODED = object()
@@ -78,6 +119,17 @@ class ApiHandler(tornado.web.RequestHandler):
         self._limit()
         self._check_body_size()
         self._check_arguments()
+
+    def clear(self) -> None:
+        """Tornado's `clear`, with the `Date` value formatted once a second rather than
+        once a request (the same text either way)."""
+        self._headers = httputil.HTTPHeaders(
+            {"Server": _SERVER, "Content-Type": "text/html; charset=UTF-8", "Date": _http_date()}
+        )
+        self.set_default_headers()
+        self._write_buffer: list[bytes] = []
+        self._status_code = 200
+        self._reason = httputil.responses[200]
 
     def _limit(self) -> None:
         self._verdict = verdict = self.ctx.limiter.take(self._rate_spends())
@@ -119,11 +171,12 @@ class ApiHandler(tornado.web.RequestHandler):
         verdict: Verdict | None = getattr(self, "_verdict", None)
         if verdict is None:
             return
-        self.set_header("X-RateLimit-Limit", str(verdict.limit))
-        self.set_header("X-RateLimit-Remaining", str(verdict.remaining))
-        self.set_header("X-RateLimit-Reset", str(verdict.reset))
+        # Whole numbers: Tornado writes them as str() without its header-value check.
+        self.set_header("X-RateLimit-Limit", verdict.limit)
+        self.set_header("X-RateLimit-Remaining", verdict.remaining)
+        self.set_header("X-RateLimit-Reset", verdict.reset)
         if verdict.retry_after is not None:
-            self.set_header("Retry-After", str(verdict.retry_after))
+            self.set_header("Retry-After", verdict.retry_after)
 
     def _cors_headers(self) -> None:
         ctx: Context | None = getattr(self, "ctx", None)  # unset during __init__
