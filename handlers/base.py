@@ -104,6 +104,8 @@ class ApiHandler(tornado.web.RequestHandler):
     """The budgets a request spends: a key of handlers.ratelimit.POLICIES."""
     fresh_session: ClassVar[bool] = False
     """Read the token's session from the database rather than the SessionCache."""
+    answers_framing_errors: ClassVar[bool] = True
+    """Refused body framing is answered here (handlers.bodylimit); `finish` says when."""
 
     def initialize(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -189,11 +191,16 @@ class ApiHandler(tornado.web.RequestHandler):
             self.set_header("Access-Control-Expose-Headers", cors.EXPOSED_HEADERS)
 
     def finish(self, chunk: Any = None) -> Any:
-        if self.ctx.shutting_down and not self._headers_written:
+        refused = bodylimit.framing_error(self.request) is not None
+        if (self.ctx.shutting_down or refused) and not self._headers_written:
             # Stopping: the client sends no further request on this connection, so the
             # requests in flight run out (the listening socket is closed already).
+            # Refused framing: the connection closes after this answer.
             self.set_header("Connection", "close")
-        return super().finish(chunk)
+        sent = super().finish(chunk)
+        if refused:
+            sent.add_done_callback(lambda _: bodylimit.answered(self.request))
+        return sent
 
     def on_finish(self) -> None:
         if getattr(self, "_counted", False):
@@ -209,7 +216,11 @@ class ApiHandler(tornado.web.RequestHandler):
         return accesslog.client_ip(self.request, self.ctx.settings.trust_proxy)
 
     def _check_body_size(self) -> None:
-        """A body over MAX_BODY_BYTES was dropped as it arrived (`handlers.bodylimit`)."""
+        """A body over MAX_BODY_BYTES was dropped as it arrived, one with refused
+        framing was not read (`handlers.bodylimit`)."""
+        problem = bodylimit.framing_error(self.request)
+        if problem is not None:
+            raise InvalidArgument(problem)
         if bodylimit.exceeded(self.request):
             raise PayloadTooLarge(f"Request body exceeds {self.ctx.settings.max_body_bytes} bytes")
 

@@ -1,12 +1,16 @@
 """The REST request path after its per-request work was cut (issue 13, slice http):
 what clients and operators see stays as it was. Response headers on success and on
 every kind of error (Date, Server, nosniff, the rate-limit figures, the request id),
-the access log at each LOG_LEVEL, and each user's rules with tokens taken in turn."""
+the access log at each LOG_LEVEL, and each user's rules with tokens taken in turn.
+And body framing Tornado refuses is answered in the seed's format, on a connection
+that then closes without reading another request from it."""
 
 from __future__ import annotations
 
 import email.utils
+import json
 import re
+import socket
 import time
 import uuid
 
@@ -14,7 +18,7 @@ import pytest
 import tornado
 
 from tests.handlers.accounts import signup
-from tests.serverproc import Api, ServerProcess
+from tests.serverproc import ADMIN_TOKEN, Api, ServerProcess
 
 RATE = 40
 
@@ -113,3 +117,67 @@ def test_an_info_level_server_writes_the_success_lines(make_server, backend):
     (line,) = [ln for ln in server.log().splitlines() if given in ln]
     assert "INFO tornado.access" in line and "200 GET /api/data/http_log " in line
     assert "route=/api/data/*" in line and f"user={user.id}" in line
+
+
+def raw_exchange(server: ServerProcess, request: bytes) -> bytes:
+    """Send `request` as is; everything the server sends until it closes."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def post(path: str, framing: bytes, body: bytes = b"") -> bytes:
+    return (
+        (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n"
+            "Content-Type: application/json\r\n"
+        ).encode()
+        + framing
+        + b"\r\n"
+        + body
+    )
+
+
+@pytest.mark.parametrize(
+    "framing, message",
+    [
+        (b"Content-Length: abc\r\n", "Content-Length must be one whole number of bytes"),
+        (b"Content-Length: -1\r\n", "Content-Length must be one whole number of bytes"),
+        (b"Content-Length: 5, 6\r\n", "Content-Length must be one whole number of bytes"),
+        (b"Content-Length: \xb2\r\n", "Content-Length must be one whole number of bytes"),
+        (b"Transfer-Encoding: gzip\r\n", "Transfer-Encoding must be chunked"),
+        (
+            b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+            "Content-Length and Transfer-Encoding may not both be sent",
+        ),
+    ],
+)
+def test_refused_framing_is_answered_in_json_and_closes(server, framing, message):
+    # What follows the headers (a whole second request here) is never read as one.
+    smuggled = post("/api/data/http_smuggled", b"Content-Length: 2\r\n", b"{}")
+    received = raw_exchange(server, post("/api/data/http_framed", framing, smuggled))
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), received
+    headers = dict(line.decode("latin1").split(": ", 1) for line in head.split(b"\r\n")[1:])
+    assert headers["Connection"] == "close"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Ratelimit-Limit"] == str(RATE)
+    assert re.fullmatch(r"[0-9a-f]{16}", headers["X-Request-Id"])
+    assert int(headers["Content-Length"]) == len(body)  # nothing after the answer
+    assert json.loads(body) == {
+        "error": {"code": "INVALID_ARGUMENT", "message": message, "status": 400}
+    }
+    admin = Api(server.url, ADMIN_TOKEN)
+    assert admin.get("/api/data/http_smuggled").json()["total"] == 0
+    assert admin.get("/api/data/http_framed").json()["total"] == 0
+
+
+def test_a_repeated_equal_content_length_is_one_length(server):
+    received = raw_exchange(
+        server,
+        post("/api/data/http_repeated", b"Content-Length: 2, 2\r\nConnection: close\r\n", b"{}"),
+    )
+    assert received.startswith(b"HTTP/1.1 201 Created\r\n"), received
