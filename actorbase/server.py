@@ -22,6 +22,7 @@ import socket
 
 import tornado.httpserver
 import tornado.netutil
+import uvloop
 
 import actorbase
 from actorbase import logs
@@ -342,5 +343,8 @@ def serve(settings: Settings, shared_port: bool = False, announce: bool = True) 
     configuration and where it listens (the supervisor's first child only)."""
     logs.configure(settings.log_level, settings.log_format)
     server = Server(settings, shared_port, announce)
-    asyncio.run(server.run())
+    # libuv's loop: its readiness callbacks, timers and (un)registrations are C, where
+    # asyncio's selector loop spends Python on each (~15% of a REST request's CPU,
+    # measured in docs/benchmarks.md). Tornado runs on any asyncio loop.
+    uvloop.run(server.run())
     return server.exit_code

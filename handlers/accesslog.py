@@ -11,6 +11,8 @@ from the request's scope (handlers.requestscope).
 
 from __future__ import annotations
 
+import logging
+
 import tornado.httputil
 import tornado.web
 from tornado.log import access_log
@@ -51,17 +53,16 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     """The Application's `log_function`: Tornado's levels (info, warning for 4xx,
     error for 5xx), its `status method uri duration` message, and the fields."""
     status = handler.get_status()
-    if status < 400:
-        log = access_log.info
-    elif status < 500:
-        log = access_log.warning
-    else:
-        log = access_log.error
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     request = handler.request
+    ctx = getattr(handler, "ctx", None)  # the static files' handler has none
+    if ctx is not None:
+        cors.log_if_refused(request, ctx.settings.cors_origins)
+    if not access_log.isEnabledFor(level):
+        return  # LOG_LEVEL above it: the line would be dropped, so it is not built
     ms = round(1000.0 * request.request_time(), 2)
     path = redact(request.uri or "")
     route_of = getattr(handler.application, "route_of", None)
-    ctx = getattr(handler, "ctx", None)  # the static files' handler has none
     values = {
         "status": status,
         "method": request.method,
@@ -71,6 +72,6 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         "user": user_of(handler),
         "remote_ip": client_ip(request, ctx is not None and ctx.settings.trust_proxy),
     }
-    log("%d %s %s %.2fms", status, request.method, path, ms, extra=fields(values, _INLINE))
-    if ctx is not None:
-        cors.log_if_refused(request, ctx.settings.cors_origins)
+    access_log.log(
+        level, "%d %s %s %.2fms", status, request.method, path, ms, extra=fields(values, _INLINE)
+    )

@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
+import time
 import unicodedata
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import tornado
 import tornado.web
 import ujson
+from tornado import httputil
 
 from actorbase.context import Context
 from actorbase.errors import (
@@ -29,6 +32,9 @@ from actorbase.errors import (
 from handlers import accesslog, bodylimit, cors, jsonwire
 from handlers.ratelimit import POLICIES, Verdict
 from store.principal import ADMIN, Principal
+
+if TYPE_CHECKING:
+    from store.rules import RuleSet
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +53,42 @@ async def principal_for_token(ctx: Context, token: str, *, fresh: bool = False) 
     if principal.user_id is not None:
         ctx.stats.active_today.seen(principal.user_id)
     # The app's rules travel with the caller, to every channel and to the transactor.
-    return dataclasses.replace(principal, rules=ctx.app.rules)
+    return _with_rules(principal, ctx.app.rules)
+
+
+_BOUND: dict[int, tuple[Principal, RuleSet | None, Principal]] = {}
+"""id(verified principal) → (it, the rules, it with the rules): the token cache hands
+out one Principal per token, so a request needs no copy of its own (IOLoop only)."""
+_BOUND_MAX = 4096
+
+
+def _with_rules(principal: Principal, rules: RuleSet | None) -> Principal:
+    """`principal` carrying `rules`, made once per verified principal."""
+    entry = _BOUND.get(id(principal))
+    # The entry holds `principal`, so its id cannot be reused while it is kept.
+    if entry is not None and entry[0] is principal and entry[1] is rules:
+        return entry[2]
+    bound = dataclasses.replace(principal, rules=rules)
+    if len(_BOUND) >= _BOUND_MAX:
+        _BOUND.clear()
+    _BOUND[id(principal)] = (principal, rules, bound)
+    return bound
+
+
+_SERVER = f"TornadoServer/{tornado.version}"
+_date_second = -1
+_date_text = ""
+
+
+def _http_date() -> str:
+    """The `Date` header value Tornado writes, formatted once a second."""
+    global _date_second, _date_text
+    now = time.time()
+    second = int(now)
+    if second != _date_second:
+        _date_text = httputil.format_timestamp(second)
+        _date_second = second
+    return _date_text
 
 
 _UNDECODED = object()
@@ -63,6 +104,8 @@ class ApiHandler(tornado.web.RequestHandler):
     """The budgets a request spends: a key of handlers.ratelimit.POLICIES."""
     fresh_session: ClassVar[bool] = False
     """Read the token's session from the database rather than the SessionCache."""
+    answers_framing_errors: ClassVar[bool] = True
+    """Refused body framing is answered here (handlers.bodylimit); `finish` says when."""
 
     def initialize(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -78,6 +121,17 @@ class ApiHandler(tornado.web.RequestHandler):
         self._limit()
         self._check_body_size()
         self._check_arguments()
+
+    def clear(self) -> None:
+        """Tornado's `clear`, with the `Date` value formatted once a second rather than
+        once a request (the same text either way)."""
+        self._headers = httputil.HTTPHeaders(
+            {"Server": _SERVER, "Content-Type": "text/html; charset=UTF-8", "Date": _http_date()}
+        )
+        self.set_default_headers()
+        self._write_buffer: list[bytes] = []
+        self._status_code = 200
+        self._reason = httputil.responses[200]
 
     def _limit(self) -> None:
         self._verdict = verdict = self.ctx.limiter.take(self._rate_spends())
@@ -119,11 +173,12 @@ class ApiHandler(tornado.web.RequestHandler):
         verdict: Verdict | None = getattr(self, "_verdict", None)
         if verdict is None:
             return
-        self.set_header("X-RateLimit-Limit", str(verdict.limit))
-        self.set_header("X-RateLimit-Remaining", str(verdict.remaining))
-        self.set_header("X-RateLimit-Reset", str(verdict.reset))
+        # Whole numbers: Tornado writes them as str() without its header-value check.
+        self.set_header("X-RateLimit-Limit", verdict.limit)
+        self.set_header("X-RateLimit-Remaining", verdict.remaining)
+        self.set_header("X-RateLimit-Reset", verdict.reset)
         if verdict.retry_after is not None:
-            self.set_header("Retry-After", str(verdict.retry_after))
+            self.set_header("Retry-After", verdict.retry_after)
 
     def _cors_headers(self) -> None:
         ctx: Context | None = getattr(self, "ctx", None)  # unset during __init__
@@ -136,11 +191,16 @@ class ApiHandler(tornado.web.RequestHandler):
             self.set_header("Access-Control-Expose-Headers", cors.EXPOSED_HEADERS)
 
     def finish(self, chunk: Any = None) -> Any:
-        if self.ctx.shutting_down and not self._headers_written:
+        refused = bodylimit.framing_error(self.request) is not None
+        if (self.ctx.shutting_down or refused) and not self._headers_written:
             # Stopping: the client sends no further request on this connection, so the
             # requests in flight run out (the listening socket is closed already).
+            # Refused framing: the connection closes after this answer.
             self.set_header("Connection", "close")
-        return super().finish(chunk)
+        sent = super().finish(chunk)
+        if refused:
+            sent.add_done_callback(lambda _: bodylimit.answered(self.request))
+        return sent
 
     def on_finish(self) -> None:
         if getattr(self, "_counted", False):
@@ -156,7 +216,11 @@ class ApiHandler(tornado.web.RequestHandler):
         return accesslog.client_ip(self.request, self.ctx.settings.trust_proxy)
 
     def _check_body_size(self) -> None:
-        """A body over MAX_BODY_BYTES was dropped as it arrived (`handlers.bodylimit`)."""
+        """A body over MAX_BODY_BYTES was dropped as it arrived, one with refused
+        framing was not read (`handlers.bodylimit`)."""
+        problem = bodylimit.framing_error(self.request)
+        if problem is not None:
+            raise InvalidArgument(problem)
         if bodylimit.exceeded(self.request):
             raise PayloadTooLarge(f"Request body exceeds {self.ctx.settings.max_body_bytes} bytes")
 

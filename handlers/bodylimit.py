@@ -10,16 +10,27 @@ limiting, headers included. A client still sending gets the answer only if its b
 read, else the close resets the connection and loses it; so the rest is read and
 dropped, up to `largest_body` (what an upload may send anyway). Beyond that the 413 is
 sent at once and the connection closed. Streaming handlers (uploads) bound their own.
+
+Body framing Tornado's HTTP/1 reader refuses (a Content-Length that is not one whole
+number, a Transfer-Encoding other than chunked, or both headers) would get its bare
+`400 Bad Request` and a closed connection. For handlers that say they answer it
+(`answers_framing_errors`, the JSON API's), the handler runs at once with no body and
+`framing_error(request)` set, answers 400 INVALID_ARGUMENT in the seed's format, and
+once that answer is sent the connection is detached from Tornado and closed: where the
+body ends is unknown, so nothing after it on the connection may be read as a request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import weakref
 from collections.abc import Awaitable
 from typing import Any
 
 import tornado.web
 from tornado import httputil
+from tornado.http1connection import DIGITS, is_transfer_encoding_chunked
 
 from config.settings import Settings
 
@@ -27,6 +38,13 @@ _EXCEEDED: weakref.WeakSet[httputil.HTTPServerRequest] = weakref.WeakSet()
 """Requests whose body went over the limit (touched on the IOLoop only)."""
 _UNBOUNDED = 2**62
 """Tornado's own limit, lifted for a wrapped request: `_BodyLimit` bounds it instead."""
+_FRAMING: weakref.WeakKeyDictionary[
+    httputil.HTTPServerRequest, tuple[str, asyncio.Future[None]]
+] = weakref.WeakKeyDictionary()
+"""Requests with refused framing → the message, and what Tornado waits on until the
+handler has answered (IOLoop only)."""
+_LIST = re.compile(r",[ \t]*")
+"""How Tornado splits a repeated Content-Length (equal values are one length)."""
 
 
 def largest_body(settings: Settings) -> int:
@@ -37,6 +55,42 @@ def largest_body(settings: Settings) -> int:
 def exceeded(request: httputil.HTTPServerRequest) -> bool:
     """Whether `request`'s body went over the limit (it was dropped, not read)."""
     return request in _EXCEEDED
+
+
+def framing_problem(headers: httputil.HTTPHeaders) -> str | None:
+    """Why Tornado's HTTP/1 reader would refuse these headers' body framing, or None
+    (its own checks: `is_transfer_encoding_chunked`, and Content-Length as it reads it)."""
+    try:
+        is_transfer_encoding_chunked(headers)
+    except httputil.HTTPInputError:
+        if "Content-Length" in headers:
+            return "Content-Length and Transfer-Encoding may not both be sent"
+        return "Transfer-Encoding must be chunked"
+    declared = headers.get("Content-Length")
+    if declared is None:
+        return None
+    pieces = _LIST.split(declared)
+    if any(p != pieces[0] for p in pieces) or DIGITS.fullmatch(pieces[0]) is None:
+        return "Content-Length must be one whole number of bytes"
+    return None
+
+
+def framing_error(request: httputil.HTTPServerRequest) -> str | None:
+    """Why `request`'s framing was refused (its body was not read), or None."""
+    if not _FRAMING:
+        return None
+    entry = _FRAMING.get(request)
+    return None if entry is None else entry[0]
+
+
+def answered(request: httputil.HTTPServerRequest) -> None:
+    """The answer to a request with refused framing is sent (or its connection is
+    gone): the connection closes, nothing more on it is read."""
+    if not _FRAMING:
+        return
+    entry = _FRAMING.pop(request, None)
+    if entry is not None and not entry[1].done():
+        entry[1].set_result(None)
 
 
 class Application(tornado.web.Application):
@@ -62,7 +116,8 @@ class Application(tornado.web.Application):
         # Set by @tornado.web.stream_request_body: such a handler sees every chunk.
         if getattr(target_class, "_stream_request_body", False):
             return inner
-        return _BodyLimit(inner, request, self._limit, self._drain)
+        answers = getattr(target_class, "answers_framing_errors", False)
+        return _BodyLimit(inner, request, self._limit, self._drain, answers)
 
 
 class _BodyLimit(httputil.HTTPMessageDelegate):
@@ -75,11 +130,13 @@ class _BodyLimit(httputil.HTTPMessageDelegate):
         request: httputil.HTTPServerRequest,
         limit: int,
         drain: int,
+        answers_framing: bool,
     ) -> None:
         self._inner = inner
         self._request = request
         self._limit = limit
         self._drain = drain
+        self._answers_framing = answers_framing
         self._body = bytearray()
         self._received = 0
         self._started = False
@@ -91,6 +148,10 @@ class _BodyLimit(httputil.HTTPMessageDelegate):
     ) -> Awaitable[None] | None:
         self._request.connection.set_max_body_size(_UNBOUNDED)  # type: ignore[union-attr]
         result = self._inner.headers_received(start_line, headers)
+        if self._answers_framing:
+            problem = framing_problem(headers)
+            if problem is not None:
+                return self._refuse_framing(problem)
         declared = headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self._limit:
             _EXCEEDED.add(self._request)
@@ -114,7 +175,21 @@ class _BodyLimit(httputil.HTTPMessageDelegate):
         self._start()
 
     def on_connection_close(self) -> None:
+        answered(self._request)
         self._inner.on_connection_close()
+
+    def _refuse_framing(self, problem: str) -> Awaitable[None]:
+        """Run the handler now, bodiless, to answer `problem`; Tornado waits on this
+        (reading nothing more) until the answer is sent, then finds its connection
+        detached and closed."""
+        waiter = asyncio.get_running_loop().create_future()
+        _FRAMING[self._request] = (problem, waiter)
+        self._start()
+        return self._close_after(waiter)
+
+    async def _close_after(self, answer: asyncio.Future[None]) -> None:
+        await answer
+        self._request.connection.detach().close()  # type: ignore[union-attr]
 
     def _start(self) -> None:
         """Hand the body (empty if over the limit) to the handler and run it, once."""

@@ -118,6 +118,9 @@ class RateLimits:
         """Spend one token from each (bucket, key). The verdict is the refusal that
         waits longest if any bucket refuses, else the bucket with least left: the one
         a client must watch."""
+        if len(spends) == 1:  # most policies: that bucket's verdict is the answer
+            bucket, key = spends[0]
+            return self._buckets[bucket].take(key)
         verdicts = [self._buckets[bucket].take(key) for bucket, key in spends]
         refused = [v for v in verdicts if v.retry_after is not None]
         if refused:
