@@ -181,7 +181,7 @@ class Api:
         return Api(self.base, token)
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = kwargs.pop("headers", {})
+        headers = dict(kwargs.pop("headers", {}))  # a copy: the token must not stay in it
         if self.token is not None and "Authorization" not in headers:
             headers["Authorization"] = f"Bearer {self.token}"
         return self.session.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
