@@ -14,8 +14,10 @@ from typing import TypeVar
 
 import psycopg
 import psycopg_pool
+from psycopg.adapt import AdaptersMap
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
+from psycopg.types.array import ListBinaryDumper
 
 from store.base import Replay, Store, StoreUnavailable, Txn, open_txn
 from store.dialect import PostgresDialect
@@ -30,6 +32,14 @@ _MIGRATION_LOCK = 7_700_001
 
 CONNECT_TIMEOUT = 5
 """Seconds to wait for the database to answer a connection (libpq connect_timeout)."""
+
+ADAPTERS = AdaptersMap(psycopg.adapters)
+ADAPTERS.register_dumper(list, ListBinaryDumper)
+"""The store's connections send a list parameter (the arrays of the group commit's
+multi-row INSERTs, `keys_in`, `ids_in`; each SQL casts its arrays) in binary format:
+psycopg builds a text array through a per-element escaping regex in Python (1.5x the
+CPU for one element, 6x for 24). A list of only NULLs still goes as text (its element
+type is unknown); the casts make either format the same array."""
 
 
 def _unreachable(url: str, exc: Exception) -> str:
@@ -72,7 +82,7 @@ class PostgresStore(Store):
             self.url,
             min_size=1,
             max_size=read_threads,
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT, "context": ADAPTERS},
             open=False,
             timeout=30,
         )
@@ -83,7 +93,9 @@ class PostgresStore(Store):
             raise StoreUnavailable(_unreachable(self.url, exc)) from None
 
     def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+        return psycopg.connect(
+            self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, context=ADAPTERS
+        )
 
     def claim(self) -> None:
         """Any number of processes may share a PostgreSQL database."""
