@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import requests
 
-from tests.actorbase.test_ops_backup import BOUND, Writer, served, upload
+from tests.actorbase.test_ops_backup import BOUND, served, under_load
 from tests.handlers.accounts import signup
 from tests.s3server import CREDENTIALS, S3Server
 from tests.serverproc import ADMIN_TOKEN, Api, PostgresDatabase, ServerProcess
@@ -67,15 +67,7 @@ def test_pg_dump_under_write_load_restores_every_acknowledged_write(
     try:
         live.start()
         user = signup(Api(live.url))
-        before = {f"early/{i}.txt": f"early {i}".encode() for i in range(3)}
-        urls = {}
-        for path, content in before.items():
-            response = upload(user.api, path, content)
-            assert response.status_code == 201, response.text
-            urls[path] = response.json()["url"]
-        writer = Writer(user.api)
-        writer.start()
-        writer.wait_for(50)
+        before, urls, writer = under_load(user.api, files=3)
         rows_before, files_before = writer.acknowledged()
         dumped = run("pg_dump", "--format=custom", f"--file={dump}", live.database_url)
         assert dumped.returncode == 0, dumped.stderr

@@ -100,21 +100,28 @@ class Writer(threading.Thread):
         raise AssertionError(f"fewer than {rows} writes acknowledged")
 
 
+def under_load(api: Api, files: int) -> tuple[dict[str, bytes], dict[str, str], Writer]:
+    """`files` uploads first (their contents and signed URLs by path), then a Writer
+    running, 50 of its writes already acknowledged: the state a backup is taken in."""
+    before = {f"early/{i}.txt": f"early {i}".encode() for i in range(files)}
+    urls = {}
+    for path, content in before.items():
+        response = upload(api, path, content)
+        assert response.status_code == 201, response.text
+        urls[path] = response.json()["url"]
+    writer = Writer(api)
+    writer.start()
+    writer.wait_for(50)
+    return before, urls, writer
+
+
 def test_a_backup_under_write_load_restores_every_acknowledged_write(tmp_path):
     live = sqlite_server(tmp_path / "live").start()
     archive = tmp_path / "backup.tar.gz"
     try:
         admin_token = (live.data_dir / "admin_token").read_text().strip()
         user = signup(Api(live.url))
-        before = {f"early/{i}.txt": f"early {i}".encode() for i in range(5)}
-        urls = {}
-        for path, content in before.items():
-            response = upload(user.api, path, content)
-            assert response.status_code == 201, response.text
-            urls[path] = response.json()["url"]
-        writer = Writer(user.api)
-        writer.start()
-        writer.wait_for(50)
+        before, urls, writer = under_load(user.api, files=5)
         rows_before, files_before = writer.acknowledged()
         result = actorbase(live, "backup", str(archive))
         assert result.returncode == 0, result.stderr
