@@ -120,17 +120,21 @@ export class Auth {
     this.#save(body, session.user);
   }
 
-  /** After a 401 for `token`: refresh unless another caller already did. True if the
-   * request is worth retrying with the (new) current token. */
-  async refreshAfter401(token) {
+  /** After a 401 for `token`, sent as `userId`: refresh unless another caller already
+   * did. True if the request is worth retrying with the (new) current token, which it
+   * only is for the same user (when one was known): whoever signed in since must not
+   * inherit it. */
+  async refreshAfter401(token, userId) {
     if (!this.#session?.refreshToken) return false;
-    if (this.#session.accessToken !== token) return true;
-    try {
-      await this.refresh();
-      return Boolean(this.#session);
-    } catch {
-      return false;
+    if (this.#session.accessToken === token) {
+      try {
+        await this.refresh();
+      } catch {
+        return false;
+      }
     }
+    if (!this.#session) return false;
+    return userId === null || (this.#session.user?.id ?? null) === userId;
   }
 
   /** The access token to send now, renewed first if it is (nearly) expired. */

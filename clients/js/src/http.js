@@ -17,6 +17,7 @@ export class Http {
   async request(method, path, { body, headers = {}, auth = true, signal, raw = false } = {}) {
     for (let attempt = 0; ; attempt++) {
       const token = auth ? await this.auth.accessToken() : null;
+      const userId = this.auth.user?.id ?? null;
       const h = { ...headers };
       if (token) h.Authorization = `Bearer ${token}`;
       if (body !== undefined) h["Content-Type"] = "application/json";
@@ -34,7 +35,7 @@ export class Http {
       }
       if (response.status === 401 && token && attempt === 0) {
         await drain(response);
-        if (await this.auth.refreshAfter401(token)) continue;
+        if (await this.auth.refreshAfter401(token, userId)) continue;
       }
       if (!response.ok) throw await errorOf(response);
       if (raw) return response;

@@ -21,11 +21,12 @@ export class Storage {
     const blob = toBlob(data, contentType);
     for (let attempt = 0; ; attempt++) {
       const token = await this.#auth.accessToken();
+      const userId = this.#auth.user?.id ?? null;
       const result =
         typeof globalThis.XMLHttpRequest === "function"
           ? await this.#xhr(path, blob, token, onProgress)
           : await this.#fetch(path, blob, token, onProgress);
-      if (result.status === 401 && token && attempt === 0 && (await this.#auth.refreshAfter401(token))) {
+      if (result.status === 401 && token && attempt === 0 && (await this.#auth.refreshAfter401(token, userId))) {
         continue;
       }
       if (result.error) throw result.error;

@@ -128,6 +128,7 @@ class Http:
         """Send one request; 2xx → Response, else ActorbaseError (NetworkError when
         no answer came). `body_producer` makes a fresh streamed body per attempt."""
         token = await self.access_token() if auth else None
+        user = self.claims.user_id if token is not None and self.claims else None
         response = await self._send(method, path, json, params, headers, body_producer, token)
         if response.status == 401 and token is not None:
             try:
@@ -136,9 +137,12 @@ class Http:
                 if exc.status != 401:
                     raise
             else:
-                response = await self._send(
-                    method, path, json, params, headers, body_producer, token
-                )
+                # Sent again only as the user it was sent as (when its token named one):
+                # whoever signed in since must not inherit it, e.g. a queued write.
+                if self.claims is not None and user in (None, self.claims.user_id):
+                    response = await self._send(
+                        method, path, json, params, headers, body_producer, token
+                    )
         if response.status >= 400:
             raise ActorbaseError.from_wire(response.body, response.status)
         return response
