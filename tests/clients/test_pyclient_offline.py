@@ -110,6 +110,9 @@ def test_a_queued_write_waits_for_its_own_user(make_server, gate_factory, backen
             await eventually(lambda: ab.outbox.pending == 1, what="queued")
             assert await ab.outbox.flush() == 1  # tried and failed: offline
             await ab.auth.sign_out()  # offline: the tokens go, the session ends later
+            # An attempt the sign-out's kick started with the first user's token fails
+            # here, before the relay opens, rather than reach the server after it.
+            assert await ab.outbox.flush() == 1
             gate.open()
             await signed_up(ab)  # someone else on this device
             assert await ab.outbox.flush() == 1 and not write.done()  # not sent as them
