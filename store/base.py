@@ -161,9 +161,7 @@ class Txn:
         wanted = list(dict.fromkeys(keys))[:PREFETCH]
         params: list[Any] = []
         records = self.execute(
-            f"SELECT entity, {columns(self.dialect)} FROM ab_rows "
-            f"WHERE {self.dialect.keys_in(wanted, params)}",
-            params,
+            self.dialect.rows_at(wanted, f"entity, {columns(self.dialect)}", params), params
         )
         if ahead is not None:
             ahead(self)

@@ -96,8 +96,10 @@ class Dialect:
     def sql(self, text: str) -> str:
         return text
 
-    def keys_in(self, keys: list[tuple[str, str]], params: list[Any]) -> str:
-        """`(entity, id)` is one of `keys`, bound in a fixed number of parameters."""
+    def rows_at(self, keys: list[tuple[str, str]], select: str, params: list[Any]) -> str:
+        """A SELECT of `select` (columns of ab_rows) from the rows whose `(entity, id)`
+        is one of `keys`, bound in a fixed number of parameters (one statement text for
+        any count, so PostgreSQL prepares it once)."""
         raise NotImplementedError
 
     def ids_in(self, ids: list[str], params: list[Any]) -> str:
@@ -187,11 +189,11 @@ class SQLiteDialect(Dialect):
     def _lit(path: Path) -> str:
         return "'$" + "".join(f'."{p}"' for p in _segments(path)) + "'"
 
-    def keys_in(self, keys: list[tuple[str, str]], params: list[Any]) -> str:
+    def rows_at(self, keys: list[tuple[str, str]], select: str, params: list[Any]) -> str:
         params.append(dumps([list(key) for key in keys]))
         return (
-            "(entity, id) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
-            "FROM json_each(?))"
+            f"SELECT {select} FROM ab_rows WHERE (entity, id) IN "
+            "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
         )
 
     def ids_in(self, ids: list[str], params: list[Any]) -> str:
@@ -274,9 +276,17 @@ class PostgresDialect(Dialect):
     def sql(self, text: str) -> str:
         return text.replace("%", "%%").replace("?", "%s")
 
-    def keys_in(self, keys: list[tuple[str, str]], params: list[Any]) -> str:
+    def rows_at(self, keys: list[tuple[str, str]], select: str, params: list[Any]) -> str:
+        # One primary-key lookup per key, whatever the statistics: `IN (unnest …)` is
+        # planned once for the prepared statement, and a plan made while ab_rows was
+        # small (a new database) hash-joins a scan of the whole table, every group, for
+        # as long as the connection lives. OFFSET 0 keeps the lateral subquery from
+        # being flattened into such a join.
         params.extend(([e for e, _ in keys], [i for _, i in keys]))
-        return "(entity, id) IN (SELECT * FROM unnest(?::text[], ?::text[]))"
+        return (
+            "SELECT r.* FROM unnest(?::text[], ?::text[]) AS k(e, i) CROSS JOIN LATERAL "
+            f"(SELECT {select} FROM ab_rows WHERE entity = k.e AND id = k.i OFFSET 0) AS r"
+        )
 
     def ids_in(self, ids: list[str], params: list[Any]) -> str:
         params.append(ids)

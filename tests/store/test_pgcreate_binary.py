@@ -1,6 +1,6 @@
 """The group commit's arrays on real SQLite and PostgreSQL stores. On PostgreSQL the
 store's connections send list parameters in binary format (store.postgres.ADAPTERS):
-the multi-row INSERTs' columns, and the `keys_in` / `ids_in` reads. Whatever the
+the multi-row INSERTs' columns, and the `rows_at` / `ids_in` reads. Whatever the
 values (characters a text array would have to escape, a column of only NULLs, tx ids
 whose smallest integer type changes within a group), a group goes through in one
 pipelined attempt and stores exactly what was written."""
@@ -103,7 +103,7 @@ def test_a_group_lands_in_one_attempt_exactly_as_written(store, counter, owners)
 
 
 def test_a_second_group_reads_the_first_groups_rows_ahead(store):
-    """`keys_in` (the group's read-ahead) and `ids_in` (`get_many`) with ids a text
+    """`rows_at` (the group's read-ahead) and `ids_in` (`get_many`) with ids a text
     array would quote, the same statements again with other element counts."""
     first = _rows(9, ["u1", None], now_ms())
     assert _group(store, first)[0] == 1
