@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import ujson
 
+from store import pgbatch
 from store.dialect import Dialect
 from store.query.ast import TRUE, Node, OrderKey
 from store.query.sql import (
@@ -63,11 +64,9 @@ class Txn:
         """Rows as they stand in this transaction (None: absent), while the counter is
         held: nobody else writes entity rows then."""
         self._blocks: list[_Block] = []
-        self._rows_out: list[tuple[Any, ...]] = []
-        self._log_out: list[tuple[Any, ...]] = []
-        """Pipelined, the group's row inserts and tx log entries wait here and go out as
-        one statement each (`_flush`): a statement costs the database (and psycopg)
-        far more than a row does."""
+        self._batch = pgbatch.Batch()
+        """Pipelined, the group's row inserts, tx log entries, schema counters, counter
+        and NOTIFY wait here and go out as one statement (`_flush`)."""
 
     @property
     def pipelined(self) -> bool:
@@ -85,14 +84,10 @@ class Txn:
         self.conn.cursor().executemany(self.dialect.sql(sql), params)
 
     def _flush(self) -> None:
-        """Send the inserts held back (pipelined only), before any other statement, so
+        """Send the writes held back (pipelined only), before any other statement, so
         every statement sees the writes made before it."""
-        if self._rows_out:
-            self.conn.execute(self.dialect.sql(_INSERT_ROWS), _columns(self._rows_out))
-            self._rows_out = []
-        if self._log_out:
-            self.conn.execute(self.dialect.sql(_INSERT_LOG), _columns(self._log_out))
-            self._log_out = []
+        if self._batch:
+            self.conn.execute(self.dialect.sql(pgbatch.SQL), (self._batch.take(),))
 
     def _row(self, entity: str, record: tuple[Any, ...]) -> Row:
         data = record[1]
@@ -173,7 +168,10 @@ class Txn:
     def release_tx(self) -> None:
         """Store the tx ids taken since `hold_tx`; the lock itself lasts until COMMIT."""
         if self._held is not None and self._next != self._held:
-            self.execute("UPDATE ab_counters SET value = ? WHERE name = 'tx'", (self._next,))
+            if self.pipelined:
+                self._batch.counter(self._next)
+            else:
+                self.execute("UPDATE ab_counters SET value = ? WHERE name = 'tx'", (self._next,))
         self._flush()
         self._held = None
         self._known = {}
@@ -194,8 +192,8 @@ class Txn:
         data = dumps(row.data)
         self._wrote(row.entity, row.id, row, data)
         if self.pipelined:
-            self._rows_out.append(
-                (row.entity, row.id, data, row.created_at, row.updated_at, row.user_id, tx)
+            self._batch.row(
+                row.entity, row.id, data, row.created_at, row.updated_at, row.user_id, tx
             )
             return
         self.execute(
@@ -220,12 +218,30 @@ class Txn:
     def log(self, tx: int, changes: list[dict[str, Any]]) -> None:
         self._wrote()
         if self.pipelined:
-            self._log_out.append((tx, now_ms(), dumps(changes)))
+            self._batch.log(tx, now_ms(), dumps(changes))
             return
         self.execute(
             f"INSERT INTO ab_tx (tx, committed_at, changes) VALUES (?, ?, {self.dialect.json_in})",
             (tx, now_ms(), dumps(changes)),
         )
+
+    def move_counts(self, moves: list[tuple[str, str, str, int]]) -> bool:
+        """Pipelined, hold schema counter moves (entity, attribute, type, by; distinct
+        keys) for the group's one write statement and True; else False: the caller
+        sends its own statement (store.schema_stats)."""
+        if not self.pipelined:
+            return False
+        self._wrote()
+        self._batch.counts(moves)
+        return True
+
+    def notify(self, channel: str, payload: str) -> None:
+        """PostgreSQL's NOTIFY, delivered at COMMIT; pipelined, it goes out with the
+        group's writes."""
+        if self.pipelined:
+            self._batch.notify(channel, payload)
+            return
+        self.execute("SELECT pg_notify(?, ?)", (channel, payload))
 
     def _wrote(
         self, entity: str = "", id: str = "", row: Row | None = None, data: str = ""
@@ -277,24 +293,6 @@ class Txn:
             self._blocks[-1].keys |= block.keys
         if not self._deferred:
             self.execute(f"RELEASE SAVEPOINT {name}")
-
-
-_INSERT_ROWS = (
-    "INSERT INTO ab_rows (entity, id, data, created_at, updated_at, user_id, tx) "
-    "SELECT e, i, d::jsonb, c, u, o, t FROM unnest(?::text[], ?::text[], ?::text[], "
-    "?::bigint[], ?::bigint[], ?::text[], ?::bigint[]) AS v(e, i, d, c, u, o, t)"
-)
-_INSERT_LOG = (
-    "INSERT INTO ab_tx (tx, committed_at, changes) "
-    "SELECT t, c, d::jsonb FROM unnest(?::bigint[], ?::bigint[], ?::text[]) AS v(t, c, d)"
-)
-"""Many rows in one statement, one text for any count (prepared once). Only pipelined
-transactions send them, and only PostgreSQL pipelines."""
-
-
-def _columns(records: list[tuple[Any, ...]]) -> list[list[Any]]:
-    """Rows of values as one list per column: the arrays `unnest` takes."""
-    return [list(column) for column in zip(*records, strict=True)]
 
 
 PREFETCH = 4096
@@ -429,10 +427,11 @@ class Store(abc.ABC):
     ) -> None:
         txn.hold_tx(keys, ahead)
         last = run(txn)
-        txn.release_tx()
         if last is not None:
-            # Other processes on the same database hear of it at COMMIT.
+            # Other processes on the same database hear of it at COMMIT; pipelined, it
+            # goes out with the group's writes.
             self.announce(txn, last)
+        txn.release_tx()
 
     @abc.abstractmethod
     def transaction(self) -> contextlib.AbstractContextManager[Txn]:

@@ -35,8 +35,8 @@ CONNECT_TIMEOUT = 5
 
 ADAPTERS = AdaptersMap(psycopg.adapters)
 ADAPTERS.register_dumper(list, ListBinaryDumper)
-"""The store's connections send a list parameter (the arrays of the group commit's
-multi-row INSERTs, `rows_at`, `ids_in`; each SQL casts its arrays) in binary format:
+"""The store's connections send a list parameter (the arrays of `rows_at` and `ids_in`;
+each SQL casts its arrays) in binary format:
 psycopg builds a text array through a per-element escaping regex in Python (1.5x the
 CPU for one element, 6x for 24). A list of only NULLs still goes as text (its element
 type is unknown); the casts make either format the same array."""
@@ -195,7 +195,7 @@ class PostgresStore(Store):
             conn.execute(f"VACUUM (SKIP_LOCKED) {table}")
 
     def announce(self, txn: Txn, tx: int) -> None:
-        txn.execute("SELECT pg_notify(?, ?)", (CHANNEL, str(tx)))
+        txn.notify(CHANNEL, str(tx))
 
     def ping(self) -> bool:
         try:

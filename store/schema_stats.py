@@ -66,11 +66,7 @@ def apply(txn: Txn, changes: Iterable[Change]) -> None:
     if not moves:
         return
     rows = [(*key, n) for key, n in moves]
-    if txn.dialect.name == "postgresql":
-        # One statement for all the counters, not one each: pipelined, each statement
-        # costs psycopg far more CPU than a row does.
-        txn.executemany(_UPSERT_MANY, [tuple(list(column) for column in zip(*rows, strict=True))])
-    else:
+    if not txn.move_counts(rows):  # pipelined: with the group's writes (store.pgbatch)
         txn.executemany(_UPSERT, rows)
     gone = [key for key, n in moves if n < 0]
     if gone:
@@ -86,12 +82,6 @@ _ADD = (
     "DO UPDATE SET count = ab_schema_stats.count + excluded.count"
 )
 _UPSERT = "INSERT INTO ab_schema_stats (entity, attribute, type, count) VALUES (?, ?, ?, ?)" + _ADD
-_UPSERT_MANY = (
-    "INSERT INTO ab_schema_stats (entity, attribute, type, count) "
-    "SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::bigint[])" + _ADD
-)
-"""PostgreSQL's counters in one statement, one array per column (the keys are
-distinct, so no row is updated twice in it)."""
 
 
 def counts(txn: Txn) -> list[tuple[str, str, str, int]]:

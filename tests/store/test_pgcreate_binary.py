@@ -1,9 +1,10 @@
-"""The group commit's arrays on real SQLite and PostgreSQL stores. On PostgreSQL the
-store's connections send list parameters in binary format (store.postgres.ADAPTERS):
-the multi-row INSERTs' columns, and the `rows_at` / `ids_in` reads. Whatever the
-values (characters a text array would have to escape, a column of only NULLs, tx ids
-whose smallest integer type changes within a group), a group goes through in one
-pipelined attempt and stores exactly what was written."""
+"""The group commit's values on real SQLite and PostgreSQL stores. On PostgreSQL a
+pipelined group's writes go out as one statement with one JSON parameter
+(store.pgbatch), and the `rows_at` / `ids_in` reads send list parameters in binary
+(store.postgres.ADAPTERS). Whatever the values (characters JSON or a text array would
+have to escape, a column of only NULLs, tx ids whose smallest integer type changes
+within a group), a group goes through in one pipelined attempt and stores exactly
+what was written."""
 
 from __future__ import annotations
 
