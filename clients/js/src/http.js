@@ -34,8 +34,10 @@ export class Http {
         throw ActorbaseError.network(`${method} ${path}: ${error?.message ?? error}`);
       }
       if (response.status === 401 && token && attempt === 0) {
-        await drain(response);
+        // Read (and so drain) the refusal now: it is the error if no re-send follows.
+        const refused = await errorOf(response);
         if (await this.auth.refreshAfter401(token, userId)) continue;
+        throw refused;
       }
       if (!response.ok) throw await errorOf(response);
       if (raw) return response;
@@ -62,14 +64,6 @@ export async function errorOf(response) {
     error.retryAfter = Number(response.headers.get("Retry-After"));
   }
   return error;
-}
-
-async function drain(response) {
-  try {
-    await response.arrayBuffer();
-  } catch {
-    // the connection went: nothing to drain
-  }
 }
 
 /** Each path segment percent-encoded, slashes kept (storage paths). */

@@ -93,22 +93,29 @@ class Http:
             task.exception()  # retrieved: each awaiting caller gets it raised
 
     async def _refresh_once(self) -> Tokens:
-        if self.tokens is None:
+        before = self.tokens
+        if before is None:
             raise ActorbaseError("UNAUTHENTICATED", "Not signed in", 401)
         try:
             response = await self.request(
                 "POST",
                 "/api/auth/refresh",
-                json={"refreshToken": self.tokens.refresh_token},
+                json={"refreshToken": before.refresh_token},
                 auth=False,
             )
         except ActorbaseError as exc:
-            if exc.status == 401:  # the session ended: signed out
+            if exc.status == 401 and self.tokens == before:  # the session ended
                 await self.set_tokens(None)
             raise
         tokens = Tokens.from_json(response.body)
         if tokens is None:
             raise ActorbaseError("INTERNAL", "Refresh answered without tokens", 500)
+        if self.tokens != before:
+            # Signed out, or in anew (maybe as another user), while it was on its way:
+            # that stands; the refreshed session is not taken up.
+            if self.tokens is None:
+                raise ActorbaseError("UNAUTHENTICATED", "Not signed in", 401)
+            return self.tokens
         await self.set_tokens(tokens)
         return tokens
 
@@ -128,7 +135,7 @@ class Http:
         """Send one request; 2xx → Response, else ActorbaseError (NetworkError when
         no answer came). `body_producer` makes a fresh streamed body per attempt."""
         token = await self.access_token() if auth else None
-        user = self.claims.user_id if token is not None and self.claims else None
+        user = Claims.of(token).user_id if token is not None else None  # whom it is sent as
         response = await self._send(method, path, json, params, headers, body_producer, token)
         if response.status == 401 and token is not None:
             try:
