@@ -133,7 +133,8 @@ class PostgresStore(Store):
         ahead: Callable[[Txn], None] | None = None,
     ) -> None:
         """The whole group in one pipeline: two round trips (counter and rows read
-        ahead; then every write, the counter, NOTIFY and COMMIT) whatever its size.
+        ahead; then every write, the counter, NOTIFY and COMMIT: for a group of
+        creates one statement, store.pgbatch) whatever its size.
         A pipeline reports a refused statement without saying whose, and skips what
         follows it: then the group is rolled back and runs again without a pipeline,
         each mutation in a real savepoint, so the refused one fails alone."""
