@@ -14,7 +14,8 @@ sent at once and the connection closed. Streaming handlers (uploads) bound their
 Body framing Tornado's HTTP/1 reader refuses (a Content-Length that is not one whole
 number, a Transfer-Encoding other than chunked, or both headers) would get its bare
 `400 Bad Request` and a closed connection. For handlers that say they answer it
-(`answers_framing_errors`, the JSON API's), the handler runs at once with no body and
+(`answers_framing_errors`, the JSON API's, uploads included), the handler runs at once
+with no body and
 `framing_error(request)` set, answers 400 INVALID_ARGUMENT in the seed's format, and
 once that answer is sent the connection is detached from Tornado and closed: where the
 body ends is unknown, so nothing after it on the connection may be read as a request.
@@ -113,11 +114,58 @@ class Application(tornado.web.Application):
         inner = super().get_handler_delegate(
             request, target_class, target_kwargs, path_args, path_kwargs
         )
-        # Set by @tornado.web.stream_request_body: such a handler sees every chunk.
-        if getattr(target_class, "_stream_request_body", False):
-            return inner
         answers = getattr(target_class, "answers_framing_errors", False)
+        # Set by @tornado.web.stream_request_body: such a handler sees every chunk and
+        # bounds the body itself (uploads); only refused framing is answered for it.
+        if getattr(target_class, "_stream_request_body", False):
+            return _FramingGuard(inner, request) if answers else inner
         return _BodyLimit(inner, request, self._limit, self._drain, answers)
+
+
+def _refuse(request: httputil.HTTPServerRequest, problem: str) -> asyncio.Future[None]:
+    """Note `request`'s refused framing; the future is set once it is answered."""
+    waiter = asyncio.get_running_loop().create_future()
+    _FRAMING[request] = (problem, waiter)
+    return waiter
+
+
+async def _close_after(request: httputil.HTTPServerRequest, answer: asyncio.Future[None]) -> None:
+    """Tornado waits on this, reading nothing more, until the refusal is answered; it
+    then finds its connection detached and closed."""
+    await answer
+    request.connection.detach().close()  # type: ignore[union-attr]
+
+
+class _FramingGuard(httputil.HTTPMessageDelegate):
+    """A streaming handler's delegate, passed through, but for body framing Tornado
+    would refuse: the handler then starts with `framing_error(request)` set, answers
+    it, and the connection closes, as with `_BodyLimit`."""
+
+    def __init__(self, inner: httputil.HTTPMessageDelegate, request: httputil.HTTPServerRequest):
+        self._inner = inner
+        self._request = request
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> Awaitable[None] | None:
+        problem = framing_problem(headers)
+        if problem is None:
+            return self._inner.headers_received(start_line, headers)
+        waiter = _refuse(self._request, problem)
+        self._inner.headers_received(start_line, headers)  # the handler starts: it answers
+        return _close_after(self._request, waiter)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        return self._inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self._inner.finish()
+
+    def on_connection_close(self) -> None:
+        answered(self._request)
+        self._inner.on_connection_close()
 
 
 class _BodyLimit(httputil.HTTPMessageDelegate):
@@ -179,17 +227,10 @@ class _BodyLimit(httputil.HTTPMessageDelegate):
         self._inner.on_connection_close()
 
     def _refuse_framing(self, problem: str) -> Awaitable[None]:
-        """Run the handler now, bodiless, to answer `problem`; Tornado waits on this
-        (reading nothing more) until the answer is sent, then finds its connection
-        detached and closed."""
-        waiter = asyncio.get_running_loop().create_future()
-        _FRAMING[self._request] = (problem, waiter)
+        """Run the handler now, bodiless, to answer `problem`."""
+        waiter = _refuse(self._request, problem)
         self._start()
-        return self._close_after(waiter)
-
-    async def _close_after(self, answer: asyncio.Future[None]) -> None:
-        await answer
-        self._request.connection.detach().close()  # type: ignore[union-attr]
+        return _close_after(self._request, waiter)
 
     def _start(self) -> None:
         """Hand the body (empty if over the limit) to the handler and run it, once."""

@@ -27,6 +27,7 @@ from actorbase.errors import (
     PayloadTooLarge,
     PermissionDenied,
 )
+from handlers import bodylimit
 from handlers.auth import iso
 from handlers.base import ApiHandler
 from handlers.multipart import Data, MultipartParser, Part, PartEnd, boundary_of
@@ -101,7 +102,10 @@ class UploadHandler(_StorageHandler):
 
     def _check_body_size(self) -> None:
         """Uploads are limited by MAX_UPLOAD_BYTES here and while streaming, not by
-        the JSON body limit."""
+        the JSON body limit; refused framing is answered unread (handlers.bodylimit)."""
+        problem = bodylimit.framing_error(self.request)
+        if problem is not None:
+            raise InvalidArgument(problem)
         limit = self.ctx.settings.max_upload_bytes + MULTIPART_OVERHEAD
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -126,6 +130,8 @@ class UploadHandler(_StorageHandler):
         except PayloadTooLarge:
             raise  # declared too large: answer and close without reading a byte of it
         except ApiError as exc:
+            if bodylimit.framing_error(self.request) is not None:
+                raise  # where the body ends is unknown: answer and close unread
             declared = self.request.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > self.ctx.settings.max_body_bytes:
                 raise  # not worth reading for a refused request: answer and close
