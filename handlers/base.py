@@ -203,6 +203,12 @@ class ApiHandler(tornado.web.RequestHandler):
         return sent
 
     def on_finish(self) -> None:
+        self.uncount()
+
+    def uncount(self) -> None:
+        """This request is over: no longer in flight (health, /metrics, and what a
+        stopping server waits for). Once, however it ended: `on_finish`, or a handler
+        whose client went away with nothing left to do (it never finishes)."""
         if getattr(self, "_counted", False):
             self.ctx.http_inflight -= 1
             self._counted = False

@@ -246,13 +246,18 @@ class UploadHandler(_StorageHandler):
 
     def on_connection_close(self) -> None:
         """The client went away. While the body streams, discard what we have; once
-        committing, the upload completes (the answer is simply not delivered)."""
+        committing, the upload completes (the answer is simply not delivered). A body
+        cut off never ends the request (Tornado waits for the rest forever), so it is
+        no longer counted in flight here: else a stopping server would wait out
+        SHUTDOWN_TIMEOUT for it."""
         if self._state == "streaming":
             self._state = "failed"
             if self._upload is not None:
                 self._cleanup = asyncio.ensure_future(self._upload.abort())
+            self.uncount()
         elif self._state == "failed":
             tornado.ioloop.IOLoop.current().remove_timeout(self._drain)
+            self.uncount()
         super().on_connection_close()
 
 
