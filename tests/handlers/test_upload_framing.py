@@ -7,24 +7,14 @@ request or as a file."""
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import requests
 
+from tests.handlers.test_http_path import raw_exchange
 from tests.serverproc import ADMIN_TOKEN, Api, ServerProcess
 
 BOUNDARY = "framingboundary"
-
-
-def _raw(server: ServerProcess, request: bytes) -> bytes:
-    """Send `request` as is; everything the server sends until it closes."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(request)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    return received
 
 
 def _multipart(path: str, content: bytes) -> bytes:
@@ -73,7 +63,7 @@ def test_an_upload_with_refused_framing_is_answered_in_json_and_closes(server, f
     body = _multipart("framing/refused.txt", b"hello")
     # What follows the headers, a whole second upload among it, is never read.
     smuggled = _upload(f"Content-Length: {len(body)}\r\n".encode(), body)
-    received = _raw(server, _upload(framing, body + smuggled))
+    received = raw_exchange(server, _upload(framing, body + smuggled))
     head, _, answer = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), received
     headers = dict(line.decode("latin1").split(": ", 1) for line in head.split(b"\r\n")[1:])
