@@ -1,6 +1,6 @@
 """README's PostgreSQL backup, done as written (issue 14, item 4): `pg_dump
 --format=custom` while a server takes writes, the files copied after the dump (the
-storage directory with `rsync -a`, or the bucket with `aws s3 sync`), `pg_restore
+storage directory with `rsync -a --exclude=/tmp/`, or the bucket with `aws s3 sync`), `pg_restore
 --no-owner` into an empty database; a server started on the copy finds every write
 acknowledged before the dump, every file its metadata names, and honours the tokens
 (and local signed URLs) issued before: the keys are in the dump. `actorbase backup`
@@ -41,7 +41,8 @@ def _copy_files(storage: str, live: ServerProcess, restored: ServerProcess, moto
     """README's copy of the files, taken after the dump."""
     if storage == "local":
         source, target = live.data_dir / "storage", restored.data_dir / "storage"
-        copied = run("rsync", "-a", f"{source}/", f"{target}/")
+        # Uploads in progress write to tmp/ and move out of it: rsync would find them gone.
+        copied = run("rsync", "-a", "--exclude=/tmp/", f"{source}/", f"{target}/")
     else:
         source, target = live.env["STORAGE_URL"], restored.env["STORAGE_URL"]
         copied = run("aws", "s3", "sync", source, target, "--endpoint-url", moto.endpoint)
