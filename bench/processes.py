@@ -4,8 +4,10 @@ subscribers (bench/realtime.py's bare clients) on one process and spread over tw
 
 Each REST pair (1 process, then 2) runs back to back on fresh databases, and every
 line carries the 1-minute load average taken just before it: the box may be shared.
-`cpu ms/req` is the CPU of the whole server (supervisor and children) per request.
-Prints the ratio of 2 processes to 1 for each pair. Not run in CI.
+`cpu ms/req` is the CPU of the whole server (supervisor and children) per request;
+`pg ms` and `wrk ms` are PostgreSQL's (every backend) and wrk's, and `box %` how busy
+all cores were: near 100%, a second process has no core left to use. Prints the ratio
+of 2 processes to 1 for each pair. Not run in CI.
 
     python -m bench.processes --database-url postgresql://… [--seconds 8] [--pairs 2]
                               [--subscribers 1000] [--workers 2]
@@ -18,6 +20,7 @@ import datetime
 import multiprocessing as mp
 import os
 import platform
+import resource
 import shutil
 import statistics
 import tempfile
@@ -49,6 +52,45 @@ def _tree(pid: int) -> list[int]:
 
 def _tree_cpu(pid: int) -> float:
     return sum(_cpu_seconds(p) for p in _tree(pid))
+
+
+class _Box:
+    """The whole machine's CPU over one wrk run: every core, PostgreSQL's backends and
+    wrk (this process's waited-for children), to tell a CPU-bound run from one that
+    waits (on a lock, say) with cores idle."""
+
+    def __init__(self) -> None:
+        self.start = self._now()
+
+    @staticmethod
+    def _now() -> tuple[float, float, float, float]:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        ticks = [int(n) for n in first[1:9]]  # user nice system idle iowait irq softirq steal
+        postgres = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:  # gone meanwhile
+                continue
+            if text[text.index("(") + 1 : text.rindex(")")] == "postgres":
+                fields = text.rpartition(")")[2].split()
+                postgres += int(fields[11]) + int(fields[12])
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        tick = os.sysconf("SC_CLK_TCK")
+        return (
+            sum(ticks) / tick,
+            (ticks[3] + ticks[4]) / tick,
+            postgres / tick,
+            children.ru_utime + children.ru_stime,
+        )
+
+    def figures(self, result: dict[str, float], seconds: int) -> None:
+        """Add `pg`, `wrk` (CPU ms per request) and `box` (% of all cores busy)."""
+        total, idle, postgres, wrk = (b - a for a, b in zip(self.start, self._now(), strict=True))
+        done = result["rps"] * seconds
+        result["pg"] = postgres / done * 1000
+        result["wrk"] = wrk / done * 1000
+        result["box"] = (total - idle) / total * 100
 
 
 def _server(tmp: Path, db: PostgresDatabase, processes: int, **env: str) -> ServerProcess:
@@ -84,16 +126,18 @@ def rest_pair(base_url: str, seconds: int, connections: int) -> dict[int, dict[s
                     script = tmp / "create.lua"
                     script.write_text(CREATE_LUA % user)
                     load = os.getloadavg()[0]
-                    cpu0 = _tree_cpu(pid)
+                    cpu0, box = _tree_cpu(pid), _Box()
                     creates = wrk(server.url + "/api/data/todos", script, seconds, connections, pid)
                     creates["cpu"] = (_tree_cpu(pid) - cpu0) / (creates["rps"] * seconds) * 1000
+                    box.figures(creates, seconds)
                     mine = Api(server.url, user).get("/api/data/todos", params={"limit": 1000})
                     ids = ",".join(f'"{r["id"]}"' for r in mine.json()["data"])
                     script = tmp / "get.lua"
                     script.write_text(GET_LUA % (user, ids))
-                    cpu0 = _tree_cpu(pid)
+                    cpu0, box = _tree_cpu(pid), _Box()
                     gets = wrk(server.url, script, seconds, connections, pid)
                     gets["cpu"] = (_tree_cpu(pid) - cpu0) / (gets["rps"] * seconds) * 1000
+                    box.figures(gets, seconds)
                     out[processes] = {"load": load, "creates": creates, "gets": gets}
                 finally:
                     server.stop()
@@ -168,6 +212,10 @@ def fanout(base_url: str, processes: int, subscribers: int, workers: int, second
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _figures(r: dict[str, float]) -> str:
+    return f"{r['p99']:7.1f} {r['cpu']:6.2f} {r['pg']:5.2f} {r['wrk']:6.2f} {r['box']:5.0f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", required=True, help="postgresql://…")
@@ -185,18 +233,17 @@ def main() -> None:
         f"{platform.node()}  {os.cpu_count()} cores; postgresql; wrk -t1 "
         f"-c{args.connections} {args.seconds}s; user token"
     )
-    print(
-        f"{'pair':>4} {'procs':>5} {'load':>5} {'creates/s':>9} {'p99 ms':>7} {'cpu ms':>6}"
-        f" {'gets/s':>7} {'p99 ms':>7} {'cpu ms':>6}"
-    )
+    figures = f"{'p99 ms':>7} {'cpu ms':>6} {'pg ms':>5} {'wrk ms':>6} {'box %':>5}"
+    head = f"{'pair':>4} {'procs':>5} {'load':>5}"
+    print(f"{head} {'creates/s':>9} {figures} {'gets/s':>7} {figures}")
     ratios: dict[str, list[float]] = {"creates": [], "gets": []}
     for pair in range(1, args.pairs + 1):
         result = rest_pair(args.database_url, args.seconds, args.connections)
         for processes, r in result.items():
             c, g = r["creates"], r["gets"]
             print(
-                f"{pair:>4} {processes:>5} {r['load']:5.2f} {c['rps']:9.0f} {c['p99']:7.1f}"
-                f" {c['cpu']:6.2f} {g['rps']:7.0f} {g['p99']:7.1f} {g['cpu']:6.2f}"
+                f"{pair:>4} {processes:>5} {r['load']:5.2f} {c['rps']:9.0f} {_figures(c)}"
+                f" {g['rps']:7.0f} {_figures(g)}"
             )
         for verb in ratios:
             ratios[verb].append(result[2][verb]["rps"] / result[1][verb]["rps"])
