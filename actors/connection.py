@@ -64,6 +64,10 @@ class Socket(Protocol):
     def close_for(self, code: int, reason: str) -> None:
         """Close the connection with a code and a reason the client sees."""
 
+    def query_failed(self, error: ApiError) -> bool:
+        """A live query of this connection failed and its error frame is next: True if
+        the connection answered the failure itself (the frame is then not sent)."""
+
 
 class Unsent:
     """A transport's bytes written but not yet sent, and one callback waiting for them
@@ -207,6 +211,8 @@ class Outbox:
             # The live query failed: it is over for this member.
             del self.subs[member.sub_id]
             self._on_error(member)
+            if frame.error is not None and self._socket.query_failed(frame.error):
+                return
         # An empty q-diff (a resume's "nothing changed") is never held: the client waits
         # for it, and `_flush` drops empty diffs.
         elif frame.kind == "q-diff" and frame.diff and (self._pending or self._backed_up()):

@@ -73,6 +73,8 @@ class Frame:
     tx: int | None
     diff: Diff | None = None
     multi: bool = False
+    error: ApiError | None = None
+    """An error frame's error: a stream that has sent nothing yet answers with it."""
     wire: dict[tuple[type, str], bytes] = dataclasses.field(
         default_factory=dict, compare=False, repr=False
     )
@@ -85,7 +87,7 @@ def diff_frame(d: Diff, tx: int, multi: bool) -> Frame:
 
 
 def error_frame(exc: ApiError) -> Frame:
-    return Frame("error", _dumps(exc.to_wire())[1:], None)
+    return Frame("error", _dumps(exc.to_wire())[1:], None, error=exc)
 
 
 class Sink(Protocol):

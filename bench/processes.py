@@ -7,7 +7,8 @@ line carries the 1-minute load average taken just before it: the box may be shar
 `cpu ms/req` is the CPU of the whole server (supervisor and children) per request;
 `pg ms` and `wrk ms` are PostgreSQL's (every backend) and wrk's, and `box %` how busy
 all cores were: near 100%, a second process has no core left to use. Prints the ratio
-of 2 processes to 1 for each pair. Not run in CI.
+of 2 processes to 1 for each pair, and after each pair the creates of two processes
+sharing nothing (`ceiling`): the most two processes get from this box. Not run in CI.
 
     python -m bench.processes --database-url postgresql://… [--seconds 8] [--pairs 2]
                               [--subscribers 1000] [--workers 2]
@@ -20,9 +21,11 @@ import datetime
 import multiprocessing as mp
 import os
 import platform
+import re
 import resource
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from multiprocessing.connection import Connection
@@ -148,6 +151,49 @@ def rest_pair(base_url: str, seconds: int, connections: int) -> dict[int, dict[s
     return out
 
 
+def ceiling(base_url: str, seconds: int, connections: int) -> dict[str, float]:
+    """Creates/s of two one-process servers on two databases, each driven by its own
+    wrk with half the connections: two processes with nothing shared (no tx counter,
+    no NOTIFY), so what they reach is what this box's cores allow."""
+    tmp = Path(tempfile.mkdtemp(prefix="ab-bench-procs-"))
+    dbs = [PostgresDatabase(base_url), PostgresDatabase(base_url)]
+    servers: list[ServerProcess] = []
+    try:
+        scripts = []
+        for n, db in enumerate(dbs):
+            servers.append(_server(tmp, db, 1))
+            scripts.append(tmp / f"create{n}.lua")
+            scripts[-1].write_text(CREATE_LUA % signup(Api(servers[-1].url)).access)
+        box = _Box()
+        runs = [
+            subprocess.Popen(
+                [
+                    "wrk",
+                    "-t1",
+                    f"-c{connections // 2}",
+                    f"-d{seconds}s",
+                    "-s",
+                    str(script),
+                    server.url + "/api/data/todos",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for server, script in zip(servers, scripts, strict=True)
+        ]
+        outs = [run.communicate()[0] for run in runs]
+        rps = sum(float(re.search(r"Requests/sec:\s+([\d.]+)", o).group(1)) for o in outs)
+        result = {"rps": rps}
+        box.figures(result, seconds)
+        return result
+    finally:
+        for server in servers:
+            server.stop()
+        for db in dbs:
+            db.drop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def fanout(base_url: str, processes: int, subscribers: int, workers: int, seconds: float) -> str:
     """Mutation-to-diff p50/p99 at 5 writes/s to `subscribers` sockets on one query."""
     tmp = Path(tempfile.mkdtemp(prefix="ab-bench-procs-"))
@@ -247,6 +293,12 @@ def main() -> None:
             )
         for verb in ratios:
             ratios[verb].append(result[2][verb]["rps"] / result[1][verb]["rps"])
+        top = ceiling(args.database_url, args.seconds, args.connections)
+        print(
+            f"{pair:>4} 2 on 2 databases, nothing shared: creates {top['rps']:.0f}/s "
+            f"({top['rps'] / result[1]['creates']['rps']:.2f}x one process), pg ms "
+            f"{top['pg']:.2f}, box {top['box']:.0f}%"
+        )
     for verb, values in ratios.items():
         print(
             f"{verb}: 2 processes / 1 = {', '.join(f'{v:.2f}x' for v in values)} "

@@ -11,10 +11,15 @@ browser history, so prefer the header. A reconnect sending `Last-Event-ID: <tx>`
 resumes: the changes since that tx are replayed from the ab_tx log as one q-diff
 (flat queries; an empty one if nothing changed), else the stream starts over with a
 fresh q-init. The stream ends when the token expires or its session is revoked
-(`event: close`), or the server stops. An EventSource reconnects with the same URL,
-so one whose `?token=` expired would get 401 and give up: the client opens a new one
-with a fresh token and `?since=<last tx seen>` (handlers.resume), which resumes as
-Last-Event-ID does; a Last-Event-ID, the browser's own newer position, wins over it.
+(`event: close`), or the server stops. The headers go out with the first frame: if
+the live query fails before it (its result outgrows QUERY_MAX_BYTES, say), the answer
+is that error in JSON with its status (an EventSource gives up on it rather than
+retrying the same query every few seconds); if it fails later, the `event: error`
+ends the stream, as it ends the subscription on a WebSocket. An EventSource
+reconnects with the same URL, so one whose `?token=` expired would get 401 and give
+up: the client opens a new one with a fresh token and `?since=<last tx seen>`
+(handlers.resume), which resumes as Last-Event-ID does; a Last-Event-ID, the
+browser's own newer position, wins over it.
 An open stream counts as an in-flight HTTP request in /api/admin/health, and as one
 of its user's WS_MAX_CONNECTIONS_PER_USER connections and MAX_SUBSCRIPTIONS_PER_USER
 live queries: a stream over either cap is refused with 400 RESOURCE_EXCEEDED before
@@ -29,7 +34,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from actorbase.errors import InvalidArgument
+from actorbase.errors import ApiError, InvalidArgument
 from actors.bridge import ask
 from actors.connection import ConnectionActor, Subscribe, Unsent
 from handlers import jsonwire, socketlog
@@ -40,6 +45,10 @@ from handlers.ws import dumps, parse_live_query
 from store import permissions
 
 SUB_ID = "sub-1"
+
+CLOSE_FAILED = 1011
+"""The close code a stream ended by its live query's failure counts under (/metrics and
+the socket log), as a WebSocket's for an unexpected condition."""
 
 
 class SubscribeHandler(ApiHandler):
@@ -68,6 +77,11 @@ class SubscribeHandler(ApiHandler):
         self._unsent = Unsent()
         self._done = asyncio.Event()
         self._server_close: tuple[int, str] | None = None
+        self._opened_at: float | None = None
+        """When the stream's headers went out, with its first bytes."""
+        self._refused: ApiError | None = None
+        """The live query failed before the stream started: the answer instead."""
+        self._failing = False
 
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
@@ -88,17 +102,15 @@ class SubscribeHandler(ApiHandler):
             ctx.hub.users,
         )
         ctx.hub.streams.add(self)
-        opened_at = None
         try:
             await ask(conn, Subscribe(SUB_ID, dumps(SUB_ID), query, normalized, resume_from))
-            self.flush()  # the headers, if the q-init has not sent them already
-            opened_at = time.monotonic()
-            socketlog.opened("sse", user_of(self), self.client_ip())
             await self._done.wait()
+            if self._refused is not None:
+                raise self._refused  # nothing was sent: a plain JSON error
         finally:
             ctx.hub.streams.discard(self)
             conn.stop(block=False)
-            if opened_at is not None:
+            if self._opened_at is not None:
                 socketlog.closed(
                     "sse",
                     request_id=None,  # the request's own, from its scope
@@ -106,7 +118,7 @@ class SubscribeHandler(ApiHandler):
                     remote_ip=self.client_ip(),
                     server_close=self._server_close,
                     client_close=(None, "client disconnected"),
-                    opened_at=opened_at,
+                    opened_at=self._opened_at,
                 )
 
     def on_connection_close(self) -> None:
@@ -122,8 +134,21 @@ class SubscribeHandler(ApiHandler):
     def send_bytes(self, data: bytes) -> None:
         if self._done.is_set():
             return
+        if self._opened_at is None:
+            self._opened_at = time.monotonic()
+            socketlog.opened("sse", user_of(self), self.client_ip())
         self.write(data)
         self._unsent.track(len(data), self.flush())
+        if self._failing:  # that was the error event: the stream's one query is over
+            self._end(CLOSE_FAILED, "live query failed")
+
+    def query_failed(self, error: ApiError) -> bool:
+        if self._opened_at is None:
+            self._refused = error
+            self._done.set()
+            return True
+        self._failing = True
+        return False
 
     def frame(self, kind: str, id_json: str, rest: str, tx: int | None) -> str:
         id_line = "" if tx is None else f"id: {tx}\n"
@@ -144,11 +169,14 @@ class SubscribeHandler(ApiHandler):
     def close_for(self, code: int, reason: str) -> None:
         """End the stream; the WebSocket close code and reason go out first as an
         `event: close` (4001: sign in again; 1001: the server is stopping)."""
-        if not self._done.is_set():
-            self.ctx.metrics.closed("sse", code, reason)
         self.send_bytes(
             f"event: close\ndata: {dumps({'code': code, 'reason': reason})}\n\n".encode()
         )
+        self._end(code, reason)
+
+    def _end(self, code: int, reason: str) -> None:
+        if not self._done.is_set():
+            self.ctx.metrics.closed("sse", code, reason)
         self._server_close = (code, reason)
         self._done.set()
 

@@ -595,6 +595,10 @@ class Session:
     def frame(self, kind: str, id_json: str, rest: str, tx: int | None) -> str:
         return '{"type":"' + kind + '","id":' + id_json + "," + rest
 
+    def query_failed(self, error: ApiError) -> bool:
+        """The error frame tells the client; the socket and its other queries go on."""
+        return False
+
     def buffered(self) -> int:
         return self._unsent.bytes
 

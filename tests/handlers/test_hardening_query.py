@@ -166,10 +166,18 @@ def test_every_read_channel_is_capped(capped):
         c.close()
 
     asyncio.run(ws())
+    # SSE: the q-init's failure is the answer, in JSON with its status (no stream that
+    # pings on with nothing to follow); an EventSource gives up on it.
     sse = SseClient(capped.url, {ent: {}}, ADMIN_TOKEN)
     try:
-        event, _, data = sse.next_event()
-        assert event == "error" and data["error"]["code"] == "QUERY_TOO_COMPLEX", (event, data)
+        assert sse.response.status_code == 400
+        assert sse.response.headers["Content-Type"].startswith("application/json")
+        assert error_of(sse.response)["code"] == "QUERY_TOO_COMPLEX"
+    finally:
+        sse.close()
+    sse = SseClient(capped.url, {ent: {"$limit": 2}}, ADMIN_TOKEN)
+    try:
+        assert sse.response.status_code == 200 and sse.next_event()[0] == "q-init"
     finally:
         sse.close()
 
@@ -191,6 +199,31 @@ def test_a_re_read_past_the_cap_ends_the_live_query(capped):
         c.close()
 
     asyncio.run(go())
+
+
+def test_a_re_read_past_the_cap_ends_the_sse_stream(capped):
+    """On SSE the stream's one live query is over: `event: error`, then the end (an
+    EventSource reconnects, and its q-init's failure is then a JSON 400)."""
+    admin = Api(capped.url, ADMIN_TOKEN)
+    ent = entity()
+    _fill(admin, ent, 2, 10)
+    sse = SseClient(capped.url, {ent: {"$offset": 1, "$order": {"n": "asc"}}}, ADMIN_TOKEN)
+    try:
+        event, _, data = sse.next_event()
+        assert event == "q-init" and [r["id"] for r in data["data"][ent]] == ["r001"]
+        _fill(admin, ent, 8, 10_000)
+        event, _, data = sse.next_event()
+        assert event == "error" and data["error"]["code"] == "QUERY_TOO_COMPLEX", (event, data)
+        with pytest.raises(EOFError):
+            sse.next_event()
+    finally:
+        sse.close()
+    again = SseClient(capped.url, {ent: {"$offset": 1, "$order": {"n": "asc"}}}, ADMIN_TOKEN)
+    try:
+        assert again.response.status_code == 400
+        assert error_of(again.response)["code"] == "QUERY_TOO_COMPLEX"
+    finally:
+        again.close()
 
 
 # -- re-reads of non-flat live queries coalesced ---------------------------------------------
