@@ -6,7 +6,9 @@ set is published to listeners only after COMMIT, in tx order. When mutations que
 up they are committed together in one database transaction (group commit), each
 inside its own savepoint, so one failing mutation, whatever the failure, never drags
 the others down. On PostgreSQL the group runs pipelined, in two round trips whatever
-its size; the store replays it statement by statement when the database refuses
+its size (one for a group of creates alone: the database numbers its tx ids as its
+write statement takes the counter, and `_commit` shifts the outcomes to match); the
+store replays it statement by statement when the database refuses
 something, so failures stay each mutation's own (`Store.write_group`).
 
 Nothing a client does can raise on this actor's thread: a reply whose caller gave up
@@ -175,7 +177,11 @@ class Transactor(pykka.ThreadingActor):
         started = time.monotonic()
         try:
             keys = [(op.entity, op.id) for mutation in group for op in mutation.ops]
-            self._store.write_group(keys, run, recorded.send if keyed else None)
+            shift = self._store.write_group(
+                keys, run, recorded.send if keyed else None, fresh=_creates_only(group)
+            )
+            if shift:  # the database numbered the group's tx ids (Txn.hold_fresh)
+                outcomes = [_shifted(o, shift) for o in outcomes]
             self.commits += 1
         except Exception:
             logger.exception("commit of %d mutations failed", len(group))
@@ -272,6 +278,21 @@ def submit(
     except pykka.ActorDeadError:
         reply.set_exception(Internal("The server is shutting down"))
     return reply
+
+
+def _creates_only(group: list[Mutation]) -> bool:
+    """Whether the group only creates rows, with nothing else to read or record: its
+    tx ids may be numbered when the counter is taken, in its last statement."""
+    return all(
+        m.reads is None and m.key is None and all(op.kind == "create" for op in m.ops)
+        for m in group
+    )
+
+
+def _shifted(outcome: Outcome | ApiError, by: int) -> Outcome | ApiError:
+    if isinstance(outcome, Outcome) and not outcome.replayed:
+        return dataclasses.replace(outcome, tx=outcome.tx + by)
+    return outcome
 
 
 def _claim(mutation: Mutation) -> bool:

@@ -63,6 +63,10 @@ class Txn:
         self._known: dict[tuple[str, str], Row | None] = {}
         """Rows as they stand in this transaction (None: absent), while the counter is
         held: nobody else writes entity rows then."""
+        self._fresh = False
+        """`hold_fresh`: tx ids from 1, numbered by the database in the last statement."""
+        self._numbered: Any = None
+        """A fresh group's write statement, whose result is the counter's value before it."""
         self._blocks: list[_Block] = []
         self._batch = pgbatch.Batch()
         """Pipelined, the group's row inserts, tx log entries, schema counters, counter
@@ -74,11 +78,15 @@ class Txn:
         return bool(self._deferred)
 
     def execute(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> Any:
+        if self._fresh:
+            raise NotFresh
         self._flush()
         return self.conn.execute(self.dialect.sql(sql), params)
 
     def executemany(self, sql: str, params: list[tuple[Any, ...]]) -> None:
         """A write run once per parameter tuple."""
+        if self._fresh:
+            raise NotFresh
         self._wrote()
         self._flush()
         self.conn.cursor().executemany(self.dialect.sql(sql), params)
@@ -86,7 +94,12 @@ class Txn:
     def _flush(self) -> None:
         """Send the writes held back (pipelined only), before any other statement, so
         every statement sees the writes made before it."""
-        if self._batch:
+        if not self._batch:
+            return
+        if self._fresh:
+            sql = self.dialect.sql(pgbatch.FRESH_SQL)
+            self._numbered = self.conn.execute(sql, (self._batch.take(),))
+        else:
             self.conn.execute(self.dialect.sql(pgbatch.SQL), (self._batch.take(),))
 
     def _row(self, entity: str, record: tuple[Any, ...]) -> Row:
@@ -165,10 +178,33 @@ class Txn:
         for record in records.fetchall():
             self._known[(record[0], record[1])] = self._row(record[0], record[1:])
 
+    def hold_fresh(self, keys: Collection[tuple[str, str]]) -> None:
+        """`hold_tx` for a pipelined group that only creates rows at `keys`: nothing is
+        read and the counter is not taken yet. `get` answers that the rows are absent;
+        tx ids count from 1, and the group's one write statement (pgbatch.FRESH_SQL,
+        sent by `release_tx`) takes the counter and adds its value to them, so the
+        lock lasts from that statement to COMMIT instead of the whole group. Any other
+        statement (a read, an update) raises NotFresh: the group runs again with
+        `hold_tx`. A row already at a key makes the insert, so the group, fail: it runs
+        again too, and the create gets its 409."""
+        self._fresh = True
+        self._held = self._next = 0
+        self._known = dict.fromkeys(keys)
+
+    def numbered_from(self) -> int:
+        """After COMMIT of a fresh group: the counter's value before it, to add to the tx
+        ids it gave out (0 if it wrote nothing)."""
+        if self._numbered is None:
+            return 0
+        row = self._numbered.fetchone()
+        return int(row[0]) if row else 0
+
     def release_tx(self) -> None:
         """Store the tx ids taken since `hold_tx`; the lock itself lasts until COMMIT."""
         if self._held is not None and self._next != self._held:
-            if self.pipelined:
+            if self._fresh:
+                self._batch.add(self._next)
+            elif self.pipelined:
                 self._batch.counter(self._next)
             else:
                 self.execute("UPDATE ab_counters SET value = ? WHERE name = 'tx'", (self._next,))
@@ -313,6 +349,11 @@ class Replay(Exception):
     run it again, statement by statement, each mutation in a real savepoint."""
 
 
+class NotFresh(Replay):
+    """A group run with `Txn.hold_fresh` needs a statement of its own (a read, an
+    update): run it again with the counter held."""
+
+
 @contextlib.contextmanager
 def open_txn(conn: Any, dialect: Dialect, begin: str = "BEGIN") -> Iterator[Txn]:
     """`begin` … COMMIT on `conn`; ROLLBACK if the block raises and the connection
@@ -409,14 +450,19 @@ class Store(abc.ABC):
         keys: Collection[tuple[str, str]],
         run: Callable[[Txn], int | None],
         ahead: Callable[[Txn], None] | None = None,
-    ) -> None:
+        fresh: bool = False,
+    ) -> int:
         """The transactor's group commit: `run` applies the group in the write
         transaction (each mutation in `Txn.savepoint`) and returns the last tx id
         committed, None if none; the rows at `keys`, and what `ahead` sends, are read
-        ahead (`Txn.hold_tx`). A backend may call `ahead` and `run` twice, the first
-        attempt rolled back entirely."""
+        ahead (`Txn.hold_tx`). `fresh`: the group only creates the rows at `keys`, and
+        a backend may number its tx ids after the fact (`Txn.hold_fresh`). Returns what
+        to add to the tx ids `run` gave out: 0 unless the backend numbered them so. A
+        backend may call `ahead` and `run` more than once, each attempt but the last
+        rolled back entirely."""
         with self.write() as txn:
             self._run_group(txn, keys, run, ahead)
+        return 0
 
     def _run_group(
         self,
@@ -424,8 +470,12 @@ class Store(abc.ABC):
         keys: Collection[tuple[str, str]],
         run: Callable[[Txn], int | None],
         ahead: Callable[[Txn], None] | None = None,
+        fresh: bool = False,
     ) -> None:
-        txn.hold_tx(keys, ahead)
+        if fresh:
+            txn.hold_fresh(keys)
+        else:
+            txn.hold_tx(keys, ahead)
         last = run(txn)
         if last is not None:
             # Other processes on the same database hear of it at COMMIT; pipelined, it

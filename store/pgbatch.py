@@ -10,6 +10,13 @@ stored JSON), unpacked by `jsonb_to_recordset` in data-modifying CTEs. PostgreSQ
 runs each CTE exactly once whether or not the final SELECT reads it, and they touch
 different tables, so no part needs to see another's writes.
 
+A group of creates alone (`FRESH_SQL`, store.base.Txn.hold_fresh) is sent without
+having taken the tx counter: its tx ids are numbered from 1, and the statement takes
+the counter and adds its value to each, so the counter's lock is held only from this
+statement to COMMIT. Every part refers to the counter's CTE, so none runs before the
+lock is taken: a schema counter or a row updated first could deadlock with another
+process's group holding the lock and wanting the same row.
+
 Only PostgreSQL pipelines (store.postgres.write_group), so only it sends this SQL.
 """
 
@@ -37,6 +44,26 @@ SQL = (
 within a batch (store.schema_stats sums them first): ON CONFLICT may not touch a row
 twice in one statement."""
 
+FRESH_SQL = (
+    "WITH v AS (SELECT ?::jsonb AS j), "
+    "c AS (UPDATE ab_counters SET value = value + (v.j->>'add')::bigint FROM v "
+    "WHERE name = 'tx' RETURNING value - (v.j->>'add')::bigint AS base), "
+    "r AS (INSERT INTO ab_rows (entity, id, data, created_at, updated_at, user_id, tx) "
+    "SELECT x.e, x.i, x.d, x.c, x.u, x.o, c.base + x.t FROM v, c, jsonb_to_recordset(v.j->'r') "
+    "AS x(e text, i text, d jsonb, c bigint, u bigint, o text, t bigint)), "
+    "l AS (INSERT INTO ab_tx (tx, committed_at, changes) "
+    "SELECT c.base + x.t, x.c, x.d FROM v, c, jsonb_to_recordset(v.j->'l') "
+    "AS x(t bigint, c bigint, d jsonb)), "
+    "s AS (INSERT INTO ab_schema_stats (entity, attribute, type, count) "
+    "SELECT x.e, x.a, x.k, x.n FROM v, c, jsonb_to_recordset(v.j->'s') "
+    "AS x(e text, a text, k text, n bigint) "
+    "ON CONFLICT (entity, attribute, type) "
+    "DO UPDATE SET count = ab_schema_stats.count + excluded.count) "
+    "SELECT c.base, pg_notify(v.j->>'ch', (c.base + (v.j->>'n')::bigint)::text) FROM v, c"
+)
+"""A fresh group's writes (`Batch.add`, `tx` ids from 1): returns the counter's value
+before them, which the writer adds to the ids it gave out."""
+
 
 def _text(value: str | None) -> str:
     return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
@@ -53,11 +80,17 @@ class Batch:
         self._log: list[str] = []
         self._counts: list[str] = []
         self._counter: int | None = None
+        self._add: int | None = None
         self._notify: tuple[str, str] | None = None
 
     def __bool__(self) -> bool:
         return bool(
-            self._rows or self._log or self._counts or self._counter is not None or self._notify
+            self._rows
+            or self._log
+            or self._counts
+            or self._counter is not None
+            or self._add is not None
+            or self._notify
         )
 
     def row(
@@ -90,6 +123,10 @@ class Batch:
         """The tx counter's new value."""
         self._counter = value
 
+    def add(self, ids: int) -> None:
+        """A fresh group's tx ids taken (FRESH_SQL): the counter moves by this many."""
+        self._add = ids
+
     def notify(self, channel: str, payload: str) -> None:
         """A NOTIFY, delivered at COMMIT like any other."""
         self._notify = (channel, payload)
@@ -103,6 +140,8 @@ class Batch:
         ]
         if self._counter is not None:
             parts.append(f'"tx":{int(self._counter)}')
+        if self._add is not None:
+            parts.append(f'"add":{int(self._add)}')
         if self._notify is not None:
             parts.append(f'"ch":{_text(self._notify[0])},"n":{_text(self._notify[1])}')
         self._clear()

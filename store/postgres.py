@@ -131,25 +131,30 @@ class PostgresStore(Store):
         keys: Collection[tuple[str, str]],
         run: Callable[[Txn], int | None],
         ahead: Callable[[Txn], None] | None = None,
-    ) -> None:
+        fresh: bool = False,
+    ) -> int:
         """The whole group in one pipeline: two round trips (counter and rows read
         ahead; then every write, the counter, NOTIFY and COMMIT: for a group of
-        creates one statement, store.pgbatch) whatever its size.
+        creates one statement, store.pgbatch) whatever its size. A `fresh` group
+        (creates only) is tried first in one round trip, its tx ids numbered by the
+        database (`Txn.hold_fresh`).
         A pipeline reports a refused statement without saying whose, and skips what
         follows it: then the group is rolled back and runs again without a pipeline,
         each mutation in a real savepoint, so the refused one fails alone."""
         if not psycopg.Pipeline.is_supported():  # libpq older than 14
-            super().write_group(keys, run, ahead)
-            return
+            return super().write_group(keys, run, ahead)
         with self._writer_lock:
             conn = self._writer_conn()
             try:
-                if self._pipelined(conn, keys, run, ahead):
-                    return
-                if conn.info.transaction_status != TransactionStatus.IDLE:
-                    conn.execute("ROLLBACK")
+                for attempt in (True, False) if fresh else (False,):
+                    shift = self._pipelined(conn, keys, run, ahead, attempt)
+                    if shift is not None:
+                        return shift
+                    if conn.info.transaction_status != TransactionStatus.IDLE:
+                        conn.execute("ROLLBACK")
                 with open_txn(conn, self.dialect) as txn:
                     self._run_group(txn, keys, run, ahead)
+                return 0
             except BaseException:
                 if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
@@ -161,27 +166,29 @@ class PostgresStore(Store):
         keys: Collection[tuple[str, str]],
         run: Callable[[Txn], int | None],
         ahead: Callable[[Txn], None] | None,
-    ) -> bool:
-        """The group in one pipeline, through COMMIT; False if it must run again (its
-        transaction rolled back, or failed and still to roll back)."""
+        fresh: bool,
+    ) -> int | None:
+        """The group in one pipeline, through COMMIT: what to add to its tx ids (see
+        `write_group`); None if it must run again (its transaction rolled back, or
+        failed and still to roll back)."""
         try:
             with conn.pipeline() as pipeline:
                 try:
                     conn.execute("BEGIN")
                     txn = Txn(conn, self.dialect, (psycopg.Error,))
-                    self._run_group(txn, keys, run, ahead)
+                    self._run_group(txn, keys, run, ahead, fresh)
                     conn.execute("COMMIT")
                 except (Replay, psycopg.Error):
                     if conn.broken:
                         raise
                     with contextlib.suppress(psycopg.Error):
                         pipeline.sync()  # past the error, so the pipeline ends cleanly
-                    return False
+                    return None
         except psycopg.Error:  # surfaced as the pipeline ended
             if conn.broken:
                 raise
-            return False
-        return True
+            return None
+        return txn.numbered_from()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Txn]:
