@@ -89,6 +89,7 @@ def test_a_create_whose_row_exists_or_that_must_read_runs_the_usual_way(store):
         [[_create("things", "a")], [_create("things", "taken")], [_create("things", "b")]],
         [[_create("handles", "h1", name="ann")], [_create("handles", "h2", name="ann")]],
         [[_create("things", "c")], [_create("things", "c")]],  # the same new id twice
+        [[_create("things", "d")], [_create("things", "nul", s="a\u0000b")]],  # jsonb refuses
     ]
     answers = []
     for group in groups:
@@ -104,17 +105,19 @@ def test_a_create_whose_row_exists_or_that_must_read_runs_the_usual_way(store):
         ["Outcome", "Conflict", "Outcome"],
         ["Outcome", "Conflict"],
         ["Outcome", "Conflict"],
+        ["Outcome", "InvalidArgument"],
     ]
     assert isinstance(answers[1][1], Conflict) and "unique" in answers[1][1].message
     txs = [a.tx for group in answers for a in group if not isinstance(a, Exception)]
     # tx 1, then per group: the held create, then this group's successes
-    assert txs == [3, 4, 6, 8]
-    assert store.read(lambda t: t.last_tx()) == 8
+    assert txs == [3, 4, 6, 8, 10]
+    assert store.read(lambda t: t.last_tx()) == 10
     assert _row_txs(store, "handles") == {"h1": 6}
     assert {k: v for k, v in _row_txs(store, "things").items() if len(k) == 1} == {
         "a": 3,
         "b": 4,
         "c": 8,
+        "d": 10,
     }
 
 
