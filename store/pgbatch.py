@@ -46,8 +46,8 @@ twice in one statement."""
 
 FRESH_SQL = (
     "WITH v AS (SELECT ?::jsonb AS j), "
-    "c AS (UPDATE ab_counters SET value = value + (v.j->>'add')::bigint FROM v "
-    "WHERE name = 'tx' RETURNING value - (v.j->>'add')::bigint AS base), "
+    "c AS (UPDATE ab_counters SET value = value + coalesce((v.j->>'add')::bigint, 0) FROM v "
+    "WHERE name = 'tx' RETURNING value - coalesce((v.j->>'add')::bigint, 0) AS base), "
     "r AS (INSERT INTO ab_rows (entity, id, data, created_at, updated_at, user_id, tx) "
     "SELECT x.e, x.i, x.d, x.c, x.u, x.o, c.base + x.t FROM v, c, jsonb_to_recordset(v.j->'r') "
     "AS x(e text, i text, d jsonb, c bigint, u bigint, o text, t bigint)), "
