@@ -15,24 +15,30 @@ Body framing Tornado's HTTP/1 reader refuses (a Content-Length that is not one w
 number, a Transfer-Encoding other than chunked, or both headers) would get its bare
 `400 Bad Request` and a closed connection. For handlers that say they answer it
 (`answers_framing_errors`, the JSON API's, uploads included), the handler runs at once
-with no body and
-`framing_error(request)` set, answers 400 INVALID_ARGUMENT in the seed's format, and
-once that answer is sent the connection is detached from Tornado and closed: where the
-body ends is unknown, so nothing after it on the connection may be read as a request.
+with no body and `framing_error(request)` set, answers 400 INVALID_ARGUMENT in the
+seed's format (with its CORS, rate-limit and request-id headers), and once that answer
+is sent the connection is detached from Tornado and closed: where the body ends is
+unknown, so nothing after it on the connection may be read as a request. The others
+(static files, the WebSocket handshake, CORS preflights) never run: the same 400 in
+JSON is written on the connection, which then closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import weakref
 from collections.abc import Awaitable
 from typing import Any
 
 import tornado.web
+import ujson
 from tornado import httputil
 from tornado.http1connection import DIGITS, is_transfer_encoding_chunked
+from tornado.iostream import StreamClosedError
 
+from actorbase.errors import InvalidArgument
 from config.settings import Settings
 
 _EXCEEDED: weakref.WeakSet[httputil.HTTPServerRequest] = weakref.WeakSet()
@@ -136,6 +142,23 @@ async def _close_after(request: httputil.HTTPServerRequest, answer: asyncio.Futu
     request.connection.detach().close()  # type: ignore[union-attr]
 
 
+async def _refuse_plainly(request: httputil.HTTPServerRequest, problem: str) -> None:
+    """Refused framing for a handler that does not answer it: the seed's 400 written on
+    the connection, detached from Tornado (which then reads nothing more), then closed."""
+    body = ujson.dumps(InvalidArgument(problem).to_wire(), escape_forward_slashes=False).encode()
+    head = (
+        "HTTP/1.1 400 Bad Request\r\n"
+        "Content-Type: application/json; charset=utf-8\r\n"
+        "X-Content-Type-Options: nosniff\r\n"
+        "Connection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    stream = request.connection.detach()  # type: ignore[union-attr]
+    with contextlib.suppress(StreamClosedError):
+        await stream.write(head.encode() + body)
+    stream.close()
+
+
 class _FramingGuard(httputil.HTTPMessageDelegate):
     """A streaming handler's delegate, passed through, but for body framing Tornado
     would refuse: the handler then starts with `framing_error(request)` set, answers
@@ -195,11 +218,12 @@ class _BodyLimit(httputil.HTTPMessageDelegate):
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
         self._request.connection.set_max_body_size(_UNBOUNDED)  # type: ignore[union-attr]
+        problem = framing_problem(headers)
+        if problem is not None and not self._answers_framing:
+            return _refuse_plainly(self._request, problem)
         result = self._inner.headers_received(start_line, headers)
-        if self._answers_framing:
-            problem = framing_problem(headers)
-            if problem is not None:
-                return self._refuse_framing(problem)
+        if problem is not None:
+            return self._refuse_framing(problem)
         declared = headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self._limit:
             _EXCEEDED.add(self._request)

@@ -175,6 +175,43 @@ def test_refused_framing_is_answered_in_json_and_closes(server, framing, message
     assert admin.get("/api/data/http_framed").json()["total"] == 0
 
 
+@pytest.mark.parametrize(
+    "start",
+    [
+        b"GET /admin/ HTTP/1.1\r\n",
+        b"GET /api/docs/swagger-ui.css HTTP/1.1\r\n",
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+        b"OPTIONS /api/data/http_framed HTTP/1.1\r\nOrigin: https://app.example\r\n"
+        b"Access-Control-Request-Method: POST\r\n",
+    ],
+    ids=["dashboard", "docs asset", "websocket", "preflight"],
+)
+@pytest.mark.parametrize(
+    "framing, message",
+    [
+        (b"Content-Length: abc\r\n", "Content-Length must be one whole number of bytes"),
+        (b"Transfer-Encoding: gzip\r\n", "Transfer-Encoding must be chunked"),
+    ],
+)
+def test_refused_framing_off_the_json_api_is_answered_in_json_too(server, start, framing, message):
+    """Routes whose handlers never run for it: the same answer, written before them."""
+    smuggled = post("/api/data/http_smuggled_static", b"Content-Length: 2\r\n", b"{}")
+    received = raw_exchange(server, start + b"Host: x\r\n" + framing + b"\r\n" + smuggled)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), received
+    headers = dict(line.decode("latin1").split(": ", 1) for line in head.split(b"\r\n")[1:])
+    assert headers["Connection"] == "close"
+    assert headers["Content-Type"] == "application/json; charset=utf-8"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert int(headers["Content-Length"]) == len(body)  # nothing after the answer
+    assert json.loads(body) == {
+        "error": {"code": "INVALID_ARGUMENT", "message": message, "status": 400}
+    }
+    admin = Api(server.url, ADMIN_TOKEN)
+    assert admin.get("/api/data/http_smuggled_static").json()["total"] == 0
+
+
 def test_a_repeated_equal_content_length_is_one_length(server):
     received = raw_exchange(
         server,
