@@ -39,6 +39,7 @@ from tornado.http1connection import DIGITS, is_transfer_encoding_chunked
 from tornado.iostream import StreamClosedError
 
 from actorbase.errors import InvalidArgument
+from actorbase.logs import REQUEST_ID
 from config.settings import Settings
 
 _EXCEEDED: weakref.WeakSet[httputil.HTTPServerRequest] = weakref.WeakSet()
@@ -142,16 +143,20 @@ async def _close_after(request: httputil.HTTPServerRequest, answer: asyncio.Futu
     request.connection.detach().close()  # type: ignore[union-attr]
 
 
-async def _refuse_plainly(request: httputil.HTTPServerRequest, problem: str) -> None:
+async def _refuse_plainly(
+    request: httputil.HTTPServerRequest, problem: str, request_id: str | None
+) -> None:
     """Refused framing for a handler that does not answer it: the seed's 400 written on
-    the connection, detached from Tornado (which then reads nothing more), then closed."""
+    the connection, detached from Tornado (which then reads nothing more), then closed.
+    `request_id`: the request's (handlers.requestscope), echoed as on every response."""
     body = ujson.dumps(InvalidArgument(problem).to_wire(), escape_forward_slashes=False).encode()
     head = (
         "HTTP/1.1 400 Bad Request\r\n"
         "Content-Type: application/json; charset=utf-8\r\n"
         "X-Content-Type-Options: nosniff\r\n"
         "Connection: close\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        + ("" if request_id is None else f"X-Request-Id: {request_id}\r\n")
+        + f"Content-Length: {len(body)}\r\n\r\n"
     )
     stream = request.connection.detach()  # type: ignore[union-attr]
     with contextlib.suppress(StreamClosedError):
@@ -220,7 +225,7 @@ class _BodyLimit(httputil.HTTPMessageDelegate):
         self._request.connection.set_max_body_size(_UNBOUNDED)  # type: ignore[union-attr]
         problem = framing_problem(headers)
         if problem is not None and not self._answers_framing:
-            return _refuse_plainly(self._request, problem)
+            return _refuse_plainly(self._request, problem, REQUEST_ID.get())
         result = self._inner.headers_received(start_line, headers)
         if problem is not None:
             return self._refuse_framing(problem)

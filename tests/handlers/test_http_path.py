@@ -204,6 +204,7 @@ def test_refused_framing_off_the_json_api_is_answered_in_json_too(server, start,
     assert headers["Connection"] == "close"
     assert headers["Content-Type"] == "application/json; charset=utf-8"
     assert headers["X-Content-Type-Options"] == "nosniff"
+    assert re.fullmatch(r"[0-9a-f]{16}", headers["X-Request-Id"])
     assert int(headers["Content-Length"]) == len(body)  # nothing after the answer
     assert json.loads(body) == {
         "error": {"code": "INVALID_ARGUMENT", "message": message, "status": 400}
