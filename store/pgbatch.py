@@ -24,19 +24,30 @@ from __future__ import annotations
 
 import ujson
 
+
+def _writes(tx: str, source: str) -> str:
+    """The CTEs inserting a batch's rows and tx log entries and moving its schema
+    counters; `tx` is a row's tx id from its `x.t`, `source` what they select from."""
+    return (
+        "r AS (INSERT INTO ab_rows (entity, id, data, created_at, updated_at, user_id, tx) "
+        f"SELECT x.e, x.i, x.d, x.c, x.u, x.o, {tx} FROM {source}, "
+        "jsonb_to_recordset(v.j->'r') "
+        "AS x(e text, i text, d jsonb, c bigint, u bigint, o text, t bigint)), "
+        "l AS (INSERT INTO ab_tx (tx, committed_at, changes) "
+        f"SELECT {tx}, x.c, x.d FROM {source}, jsonb_to_recordset(v.j->'l') "
+        "AS x(t bigint, c bigint, d jsonb)), "
+        "s AS (INSERT INTO ab_schema_stats (entity, attribute, type, count) "
+        f"SELECT x.e, x.a, x.k, x.n FROM {source}, jsonb_to_recordset(v.j->'s') "
+        "AS x(e text, a text, k text, n bigint) "
+        "ON CONFLICT (entity, attribute, type) "
+        "DO UPDATE SET count = ab_schema_stats.count + excluded.count)"
+    )
+
+
 SQL = (
     "WITH v AS (SELECT ?::jsonb AS j), "
-    "r AS (INSERT INTO ab_rows (entity, id, data, created_at, updated_at, user_id, tx) "
-    "SELECT x.e, x.i, x.d, x.c, x.u, x.o, x.t FROM v, jsonb_to_recordset(v.j->'r') "
-    "AS x(e text, i text, d jsonb, c bigint, u bigint, o text, t bigint)), "
-    "l AS (INSERT INTO ab_tx (tx, committed_at, changes) "
-    "SELECT x.t, x.c, x.d FROM v, jsonb_to_recordset(v.j->'l') AS x(t bigint, c bigint, d jsonb)), "
-    "s AS (INSERT INTO ab_schema_stats (entity, attribute, type, count) "
-    "SELECT x.e, x.a, x.k, x.n FROM v, jsonb_to_recordset(v.j->'s') "
-    "AS x(e text, a text, k text, n bigint) "
-    "ON CONFLICT (entity, attribute, type) "
-    "DO UPDATE SET count = ab_schema_stats.count + excluded.count), "
-    "c AS (UPDATE ab_counters SET value = (v.j->>'tx')::bigint FROM v "
+    + _writes("x.t", "v")
+    + ", c AS (UPDATE ab_counters SET value = (v.j->>'tx')::bigint FROM v "
     "WHERE name = 'tx' AND v.j->>'tx' IS NOT NULL) "
     "SELECT pg_notify(v.j->>'ch', v.j->>'n') FROM v WHERE v.j->>'n' IS NOT NULL"
 )
@@ -48,18 +59,8 @@ FRESH_SQL = (
     "WITH v AS (SELECT ?::jsonb AS j), "
     "c AS (UPDATE ab_counters SET value = value + coalesce((v.j->>'add')::bigint, 0) FROM v "
     "WHERE name = 'tx' RETURNING value - coalesce((v.j->>'add')::bigint, 0) AS base), "
-    "r AS (INSERT INTO ab_rows (entity, id, data, created_at, updated_at, user_id, tx) "
-    "SELECT x.e, x.i, x.d, x.c, x.u, x.o, c.base + x.t FROM v, c, jsonb_to_recordset(v.j->'r') "
-    "AS x(e text, i text, d jsonb, c bigint, u bigint, o text, t bigint)), "
-    "l AS (INSERT INTO ab_tx (tx, committed_at, changes) "
-    "SELECT c.base + x.t, x.c, x.d FROM v, c, jsonb_to_recordset(v.j->'l') "
-    "AS x(t bigint, c bigint, d jsonb)), "
-    "s AS (INSERT INTO ab_schema_stats (entity, attribute, type, count) "
-    "SELECT x.e, x.a, x.k, x.n FROM v, c, jsonb_to_recordset(v.j->'s') "
-    "AS x(e text, a text, k text, n bigint) "
-    "ON CONFLICT (entity, attribute, type) "
-    "DO UPDATE SET count = ab_schema_stats.count + excluded.count) "
-    "SELECT c.base, pg_notify(v.j->>'ch', (c.base + (v.j->>'n')::bigint)::text) FROM v, c"
+    + _writes("c.base + x.t", "v, c")
+    + " SELECT c.base, pg_notify(v.j->>'ch', (c.base + (v.j->>'n')::bigint)::text) FROM v, c"
 )
 """A fresh group's writes (`Batch.add`, `tx` ids from 1): returns the counter's value
 before them, which the writer adds to the ids it gave out."""
